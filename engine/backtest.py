@@ -1,0 +1,211 @@
+"""``run_backtest`` and ``run_batch``: input checks, then one call into the Numba kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+
+from engine.config import EngineConfig, pack_configs
+from engine.metrics import METRIC_NAMES, periods_per_year
+from engine.nb.layout import EXIT_REASONS
+from engine.nb.simulate import last_valid_bars, run_metrics, simulate, simulate_batch
+from engine.nb.stops import average_true_range
+from engine.panel import Panel
+
+__all__ = ["BacktestResult", "check_weights", "run_backtest", "run_batch"]
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Per-bar series, trades and metrics of one backtest.
+
+    ``fees`` and ``turnover`` are per bar (fees paid, notional traded on that bar);
+    ``exposure`` is the gross exposure (sum of |position value|) at each close.
+    """
+
+    timestamps: np.ndarray
+    assets: tuple[str, ...]
+    config: EngineConfig
+    equity: np.ndarray
+    cash: np.ndarray
+    exposure: np.ndarray
+    fees: np.ndarray
+    turnover: np.ndarray
+    positions: np.ndarray | None
+    metrics: dict[str, float]
+    _trade_records: np.ndarray
+
+    @cached_property
+    def trades(self) -> pl.DataFrame:
+        """One row per trade (round trip); still-open trades have exit_reason 'open'."""
+        rec = self._trade_records
+        ts = self.timestamps
+        exit_bar = rec["exit_bar"]
+        is_open = exit_bar < 0
+        exit_time = ts[np.where(is_open, 0, exit_bar)] if len(ts) else ts[:0]
+        return pl.DataFrame(
+            {
+                "asset": [self.assets[i] for i in rec["asset"]],
+                "direction": ["long" if d > 0 else "short" for d in rec["direction"]],
+                "entry_bar": rec["entry_bar"],
+                "exit_bar": pl.Series(exit_bar).set(pl.Series(is_open), None),
+                "entry_time": ts[rec["entry_bar"]],
+                "exit_time": pl.Series(exit_time).set(pl.Series(is_open), None),
+                "entry_price": rec["entry_price"],
+                "exit_price": rec["exit_price"],
+                "quantity": rec["quantity"],
+                "pnl": rec["pnl"],
+                "return": rec["pnl"] / rec["cost"],
+                "fees": rec["fees"],
+                "exit_reason": [EXIT_REASONS[i] for i in rec["exit_reason"]],
+            },
+            schema_overrides={"exit_bar": pl.Int64, "entry_bar": pl.Int64},
+        ).with_columns(
+            pl.col("entry_time").cast(pl.Datetime("ns")),
+            pl.col("exit_time").cast(pl.Datetime("ns")),
+        )
+
+    def equity_frame(self) -> pl.DataFrame:
+        """timestamp, equity, cash, exposure, fees, turnover as a table."""
+        return pl.DataFrame(
+            {
+                "timestamp": self.timestamps,
+                "equity": self.equity,
+                "cash": self.cash,
+                "exposure": self.exposure,
+                "fees": self.fees,
+                "turnover": self.turnover,
+            }
+        )
+
+
+def check_weights(panel: Panel, weights: np.ndarray, allow_short: bool) -> np.ndarray:
+    """Weights as a C-contiguous float64 (T, N) array, or a ValueError naming the problem."""
+    try:
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"weights must be a numeric (bars, assets) array: {exc}") from exc
+    if w.shape != panel.shape:
+        raise ValueError(
+            f"weights have shape {w.shape}, the panel is {panel.shape} (bars, assets)"
+        )
+    _first_bad(panel, w, np.isinf(w), "is infinite")
+    if not allow_short:
+        _first_bad(panel, w, w < 0, "is negative and allow_short is False")
+    return w
+
+
+def _first_bad(panel: Panel, w: np.ndarray, mask: np.ndarray, problem: str) -> None:
+    if mask.any():
+        t, n = (int(x[0]) for x in np.nonzero(mask))
+        raise ValueError(
+            f"weight {w[t, n]!r} at row {t} ({panel.timestamps[t]!s:.19}), asset "
+            f"{panel.assets[n]!r} {problem}; {int(mask.sum())} such weight(s)"
+        )
+
+
+def run_backtest(
+    panel: Panel,
+    weights: np.ndarray,
+    config: EngineConfig | None = None,
+    *,
+    positions: bool = False,
+) -> BacktestResult:
+    """Simulate target weights on a panel.
+
+    ``weights[t, n]`` is asset n's target fraction of equity decided at bar t; NaN = no
+    instruction, 0 = close. See docs/engine.md for fills, costs and stops.
+
+    Example:
+        >>> import numpy as np
+        >>> from engine import EngineConfig, Panel, run_backtest
+        >>> p = Panel.from_arrays(np.arange(3).astype("datetime64[D]"), ["A"],
+        ...                       close=np.array([[10.0], [11.0], [12.0]]))
+        >>> res = run_backtest(p, np.array([[1.0], [np.nan], [np.nan]]),
+        ...                    EngineConfig(init_cash=100.0, fill="close"))
+        >>> res.equity.tolist()
+        [100.0, 110.0, 120.0]
+    """
+    cfg = config if config is not None else EngineConfig()
+    if not isinstance(cfg, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, got {type(cfg).__name__}")
+    if not isinstance(panel, Panel):
+        raise TypeError(f"panel must be an engine.Panel, got {type(panel).__name__}")
+    w = check_weights(panel, weights, cfg.allow_short)
+    rec = pack_configs([cfg])[0]
+    atr = _atr_for(panel, cfg)
+    equity, cash, exposure, fees, notional, pos, trades, acct = simulate(
+        panel.open, panel.high, panel.low, panel.close, w, rec, last_valid_bars(panel.close),
+        atr, True,
+    )
+    ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
+    values = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy)
+    return BacktestResult(
+        timestamps=panel.timestamps,
+        assets=panel.assets,
+        config=cfg,
+        equity=equity,
+        cash=cash,
+        exposure=exposure,
+        fees=fees,
+        turnover=notional,
+        positions=pos if positions else None,
+        metrics=dict(zip(METRIC_NAMES, values.tolist(), strict=True)),
+        _trade_records=trades,
+    )
+
+
+def run_batch(
+    panel: Panel,
+    weights: np.ndarray,
+    configs: EngineConfig | Sequence[EngineConfig],
+) -> pl.DataFrame:
+    """Metrics of many runs over one panel in one compiled call, one row per run.
+
+    ``weights`` is (T, N) shared by every config or (R, T, N), one per run; ``configs`` is
+    one config (shared) or R configs. All configs must share ``periods_per_year``.
+
+    Example:
+        >>> import numpy as np
+        >>> from engine import EngineConfig, run_batch
+        >>> from engine.data import synthetic_panel
+        >>> p = synthetic_panel(n_assets=4, n_bars=100, seed=3)
+        >>> w = np.full(p.shape, 0.25)
+        >>> run_batch(p, w, [EngineConfig(commission=c) for c in (0.0, 0.01)]).height
+        2
+    """
+    cfgs = [configs] if isinstance(configs, EngineConfig) else list(configs)
+    if not cfgs or not all(isinstance(c, EngineConfig) for c in cfgs):
+        raise ValueError("configs must be one EngineConfig or a non-empty list of them")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim != 3:
+        raise ValueError(f"weights must be (T, N) or (R, T, N), got shape {w.shape}")
+    runs = max(w.shape[0], len(cfgs))
+    if w.shape[0] not in (1, runs) or len(cfgs) not in (1, runs):
+        raise ValueError(
+            f"{w.shape[0]} weight sets and {len(cfgs)} configs: give one of each, or equal "
+            "numbers"
+        )
+    # A weight set shared by several configs must suit the strictest of them.
+    allow_short = all(c.allow_short for c in cfgs)
+    w = np.stack([check_weights(panel, w[r], allow_short) for r in range(w.shape[0])])
+    ppys = {c.periods_per_year for c in cfgs}
+    if len(ppys) > 1:
+        raise ValueError(f"configs disagree on periods_per_year: {sorted(map(str, ppys))}")
+    ppy = cfgs[0].periods_per_year or periods_per_year(panel.timestamps)
+    recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
+    out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
+                         w, recs, last_valid_bars(panel.close), ppy)
+    return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row").with_row_index("run")
+
+
+def _atr_for(panel: Panel, cfg: EngineConfig) -> np.ndarray:
+    if cfg.atr_stop is None:
+        return np.empty((0, 0))
+    return average_true_range(panel.high, panel.low, panel.close, cfg.atr_window)

@@ -1,0 +1,74 @@
+"""Executing orders: costs, the cash rule, and the sells-first order of a batch of fills."""
+
+import numpy as np
+from numba import njit
+
+from engine.nb.layout import CASH_RTOL
+from engine.nb.trades import apply_fill
+
+
+@njit(nogil=True, cache=True)
+def _close_enough(a, b):
+    return abs(a - b) <= max(CASH_RTOL * max(abs(a), abs(b)), 1e-12)
+
+
+@njit(nogil=True, cache=True)
+def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
+    """Fill signed ``qty`` of one asset at raw ``price`` under the config's costs.
+
+    Buys in a cash account are cut to what the cash pays for (vectorbt's rule: spend
+    ``(cash - fixed_fee) / (1 + commission)`` on the asset); a sale whose proceeds do not
+    cover its fees is not filled. Returns ``(filled qty, closed a trade)``; a closed trade
+    is written to ``closed[0]``.
+    """
+    if qty == 0.0 or not np.isfinite(price):
+        return 0.0, False
+    c = cfg.commission
+    f = cfg.fixed_fee
+    cash = acct.cash
+    if qty > 0:
+        fill_price = price * (1.0 + cfg.slippage)
+        fee = qty * fill_price * c + f
+        spend = qty * fill_price + fee
+        if cfg.cash_account and spend > cash and not _close_enough(spend, cash):
+            budget = (cash - f) / (1.0 + c)
+            if budget <= 0.0:
+                acct.n_dropped += 1
+                return 0.0, False
+            qty = budget / fill_price
+            if cfg.fractional:
+                fee = cash - budget
+            else:
+                qty = np.floor(qty)
+                if qty == 0.0:
+                    acct.n_dropped += 1
+                    return 0.0, False
+                fee = qty * fill_price * c + f
+            spend = qty * fill_price + fee
+    else:
+        fill_price = price * (1.0 - cfg.slippage)
+        fee = -qty * fill_price * c + f
+        if -qty * fill_price - fee < 0.0:
+            acct.n_dropped += 1
+            return 0.0, False
+        spend = 0.0
+    closed_trade = apply_fill(b, acct, asset, qty, fill_price, fee, bar, reason,
+                              cfg.atr_stop, atr_value, closed)
+    if cfg.cash_account and spend > 0.0 and _close_enough(spend, cash):
+        acct.cash = 0.0  # spent within rounding of all the cash: never a negative crumb
+    return qty, closed_trade
+
+
+@njit(nogil=True, cache=True)
+def sort_by_value(idx, values, n):
+    """Stable insertion sort of ``idx[:n]`` by ``values[:n]`` ascending (sells first)."""
+    for i in range(1, n):
+        key_v = values[i]
+        key_i = idx[i]
+        j = i - 1
+        while j >= 0 and values[j] > key_v:
+            values[j + 1] = values[j]
+            idx[j + 1] = idx[j]
+            j -= 1
+        values[j + 1] = key_v
+        idx[j + 1] = key_i

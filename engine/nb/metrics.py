@@ -1,0 +1,182 @@
+"""Performance metrics as pure functions of an equity or returns array (empyrical style).
+
+Definitions are in docs/engine.md. Every function is a Numba kernel that is also callable
+from Python, e.g. ``sharpe(returns, 252.0)``.
+"""
+
+import numpy as np
+from numba import njit
+
+METRIC_NAMES = (
+    "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+    "max_drawdown_duration", "calmar", "n_trades", "win_rate", "profit_factor", "turnover",
+    "exposure", "fees", "final_equity", "skew", "kurtosis", "n_bars",
+)
+N_METRICS = len(METRIC_NAMES)
+
+
+@njit(nogil=True, cache=True)
+def simple_returns(equity, init_cash):
+    """Per-bar returns; the first is relative to the initial cash."""
+    r = np.empty(equity.shape[0])
+    prev = init_cash
+    for t in range(equity.shape[0]):
+        r[t] = equity[t] / prev - 1.0
+        prev = equity[t]
+    return r
+
+
+@njit(nogil=True, cache=True)
+def _moments(r):
+    """Mean and central moments 2..4 (population)."""
+    n = r.shape[0]
+    mean = r.sum() / n
+    m2 = m3 = m4 = 0.0
+    for x in r:
+        d = x - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+    return mean, m2 / n, m3 / n, m4 / n
+
+
+@njit(nogil=True, cache=True)
+def volatility(r, periods_per_year):
+    n = r.shape[0]
+    if n < 2:
+        return np.nan
+    _, m2, _, _ = _moments(r)
+    return np.sqrt(m2 * n / (n - 1)) * np.sqrt(periods_per_year)
+
+
+@njit(nogil=True, cache=True)
+def sharpe(r, periods_per_year):
+    n = r.shape[0]
+    if n < 2:
+        return np.nan
+    mean, m2, _, _ = _moments(r)
+    sd = np.sqrt(m2 * n / (n - 1))
+    if sd == 0.0:
+        return np.nan
+    return mean / sd * np.sqrt(periods_per_year)
+
+
+@njit(nogil=True, cache=True)
+def sortino(r, periods_per_year):
+    n = r.shape[0]
+    if n == 0:
+        return np.nan
+    down = 0.0
+    for x in r:
+        if x < 0.0:
+            down += x * x
+    dd = np.sqrt(down / n)
+    if dd == 0.0:
+        return np.nan
+    return r.sum() / n / dd * np.sqrt(periods_per_year)
+
+
+@njit(nogil=True, cache=True)
+def skew(r):
+    if r.shape[0] < 2:
+        return np.nan
+    _, m2, m3, _ = _moments(r)
+    if m2 == 0.0:
+        return np.nan
+    return m3 / m2**1.5
+
+
+@njit(nogil=True, cache=True)
+def kurtosis(r):
+    """Raw (Pearson) kurtosis: 3 for a normal distribution."""
+    if r.shape[0] < 2:
+        return np.nan
+    _, m2, _, m4 = _moments(r)
+    if m2 == 0.0:
+        return np.nan
+    return m4 / (m2 * m2)
+
+
+@njit(nogil=True, cache=True)
+def max_drawdown(equity, init_cash):
+    """Largest fall from a running peak (which starts at the initial cash), as a fraction."""
+    peak = init_cash
+    worst = 0.0
+    for x in equity:
+        if x > peak:
+            peak = x
+        dd = 1.0 - x / peak
+        if dd > worst:
+            worst = dd
+    return worst
+
+
+@njit(nogil=True, cache=True)
+def max_drawdown_duration(equity, init_cash):
+    """Longest run of consecutive bars below the running peak."""
+    peak = init_cash
+    run = 0
+    longest = 0
+    for x in equity:
+        if x >= peak:
+            peak = x
+            run = 0
+        else:
+            run += 1
+            if run > longest:
+                longest = run
+    return longest
+
+
+@njit(nogil=True, cache=True)
+def cagr(equity, init_cash, periods_per_year):
+    n = equity.shape[0]
+    if n == 0:
+        return np.nan
+    growth = equity[n - 1] / init_cash
+    if growth <= 0.0:
+        return -1.0
+    return growth ** (periods_per_year / n) - 1.0
+
+
+@njit(nogil=True, cache=True)
+def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
+                   n_closed, n_wins, gross_profit, gross_loss):
+    """All METRIC_NAMES, in order, for one run."""
+    out = np.full(N_METRICS, np.nan)
+    n = equity.shape[0]
+    out[17] = n
+    out[8] = n_opened
+    out[13] = fees
+    if n == 0:
+        return out
+    r = simple_returns(equity, init_cash)
+    final = equity[n - 1]
+    out[0] = final / init_cash - 1.0
+    out[1] = cagr(equity, init_cash, periods_per_year)
+    out[2] = volatility(r, periods_per_year)
+    out[3] = sharpe(r, periods_per_year)
+    out[4] = sortino(r, periods_per_year)
+    mdd = max_drawdown(equity, init_cash)
+    out[5] = mdd
+    out[6] = max_drawdown_duration(equity, init_cash)
+    out[7] = out[1] / mdd if mdd > 0.0 else np.nan
+    if n_closed > 0:
+        out[9] = n_wins / n_closed
+        if gross_loss > 0.0:
+            out[10] = gross_profit / gross_loss
+        elif gross_profit > 0.0:
+            out[10] = np.inf
+    mean_equity = equity.sum() / n
+    years = n / periods_per_year
+    out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
+    share = 0.0
+    for t in range(n):
+        if equity[t] > 0.0:
+            share += exposure[t] / equity[t]
+    out[12] = share / n
+    out[14] = final
+    out[15] = skew(r)
+    out[16] = kurtosis(r)
+    return out
