@@ -4,7 +4,7 @@ Example:
     >>> import numpy as np
     >>> from engine import EngineConfig, run_backtest
     >>> from engine.data import synthetic_panel
-    >>> panel = synthetic_panel(n_assets=5, n_bars=300, seed=1)
+    >>> panel = synthetic_panel(n_assets=5, n_bars=300, seed=1, listing_fraction=0)
     >>> w = np.full(panel.shape, np.nan); w[20] = 0.2          # buy 20% of each on bar 20
     >>> res = run_backtest(panel, w, EngineConfig(commission=0.001))
     >>> res.metrics["n_trades"]

@@ -105,7 +105,7 @@ class Panel:
         assets: Sequence[str],
         *,
         close: np.ndarray,
-        open: np.ndarray | None = None,  # noqa: A002 - the contract's name
+        open: np.ndarray | None = None,
         high: np.ndarray | None = None,
         low: np.ndarray | None = None,
         volume: np.ndarray | None = None,
@@ -147,6 +147,11 @@ class Panel:
         for k in feats:
             if k in _BASE_COLUMNS:
                 raise PanelError(f"feature {k!r}: name clashes with a base column")
+        # NaN close = no bar: nothing else may hold a value there (to_frame would drop it,
+        # and the engine must never fill at the open of a bar that does not exist).
+        no_bar = np.isnan(c)
+        for arr in (o, h, lo, v, *feats.values()):
+            arr[no_bar] = np.nan
 
         order = np.argsort(ts, kind="stable")
         if not np.array_equal(order, np.arange(ts.shape[0])):
@@ -182,6 +187,9 @@ class Panel:
             )
         df = df.with_row_index("__row")
         df = df.with_columns(_parse_timestamps(df, where), pl.col("asset").cast(pl.String))
+        if df["timestamp"].null_count():
+            row = df.filter(pl.col("timestamp").is_null())["__row"][0]
+            raise PanelError(f"{where}column 'timestamp' is null at row {row}")
         if df["asset"].null_count():
             row = df.filter(pl.col("asset").is_null())["__row"][0]
             raise PanelError(f"{where}column 'asset' is null at row {row}")
@@ -225,6 +233,12 @@ class Panel:
             if col in df.columns and df[col].null_count():
                 row = df.filter(pl.col(col).is_null())["__row"][0]
                 raise PanelError(f"{where}column {col!r} is null at row {row}")
+        if df["close"].dtype.is_float() and df["close"].is_nan().any():
+            row = df.filter(pl.col("close").is_nan())["__row"][0]
+            raise PanelError(
+                f"{where}column 'close' is NaN at row {row} "
+                "(a row is a bar: leave the row out when there is no bar)"
+            )
         close = scatter("close")
         prices = {c: scatter(c) if c in df.columns else close.copy() for c in PRICE_COLUMNS}
         volume = scatter("volume") if "volume" in df.columns else np.full(shape, np.nan)
@@ -336,7 +350,7 @@ def _validate(panel: Panel, *, source: str | None, row_of: np.ndarray | None) ->
         t, n = (int(x[0]) for x in np.nonzero(mask))
         row = f"row {int(row_of[t, n])}, " if row_of is not None else ""
         value = getattr(panel, col)[t, n] if col in _BASE_COLUMNS else None
-        shown = f" (value {value!r})" if value is not None else ""
+        shown = f" (value {float(value)!r})" if value is not None else ""
         raise PanelError(
             f"{where}column {col!r}: {problem} at {row}timestamp {panel.timestamps[t]}, "
             f"asset {panel.assets[n]!r}{shown}; {int(mask.sum())} bad bar(s) in all"

@@ -225,6 +225,8 @@ def _has_bar(rng: np.random.Generator, T: int, N: int, listing_fraction: float,
     alive = (t >= first) & (t <= last)
     # Halts only strictly inside a life: the first and last bars always exist.
     halted = (rng.random((T, N)) < halt_probability) & (t > first) & (t < last)
+    # Keep halts single-bar: a halt right after another one is dropped.
+    halted[1:] &= ~halted[:-1]
     halted[:, anchor] = False
     return alive & ~halted
 

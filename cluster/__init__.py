@@ -1,0 +1,3 @@
+"""Connecting to and starting Dask clusters for sweeps (see the sweep and cluster issues)."""
+
+__all__: list[str] = []

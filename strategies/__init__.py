@@ -1,0 +1,32 @@
+"""Sweepable, look-ahead-free signal generators producing target weights.
+
+Example:
+    >>> import strategies
+    >>> strategies.names()[:2]
+    ['breakout', 'ma_cross']
+    >>> s = strategies.get("ma_cross")
+    >>> sorted(s.params)
+    ['fast', 'kind', 'long_short', 'slow']
+"""
+
+from strategies.base import WEIGHTS_SIGNATURE, Param, Strategy, StrategyError, weights_kernel
+from strategies.breakout import BREAKOUT
+from strategies.ma_cross import MA_CROSS
+from strategies.mean_reversion import MEAN_REVERSION
+from strategies.momentum import MOMENTUM
+from strategies.registry import get, names, register
+from strategies.top_n import TOP_N
+
+for _builtin in (TOP_N, MA_CROSS, MOMENTUM, MEAN_REVERSION, BREAKOUT):
+    register(_builtin)
+
+__all__ = [
+    "WEIGHTS_SIGNATURE",
+    "Param",
+    "Strategy",
+    "StrategyError",
+    "get",
+    "names",
+    "register",
+    "weights_kernel",
+]

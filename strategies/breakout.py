@@ -1,0 +1,93 @@
+"""Donchian channel breakout with an ATR-multiple trailing exit."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine import Panel
+from engine.nb.stops import average_true_range
+from strategies.base import Param, Strategy, weights_kernel
+from strategies.indicators import rolling_max, rolling_min
+from strategies.signals import equal_weight_row
+
+__all__ = ["BREAKOUT"]
+
+
+@weights_kernel
+def _kernel(data, row, out):
+    close = data[0]
+    upper = data[int(row[0])]      # highest high of the last `window` bars, this bar included
+    lower = data[int(row[0]) + 1]
+    atr = data[int(row[1])]
+    mult = row[2]
+    long_short = row[3] != 0.0
+    T, N = close.shape
+    state = np.zeros(N, dtype=np.int64)
+    extreme = np.full(N, np.nan)   # best close since entry
+    prev_upper = np.full(N, np.nan)  # channel as of the asset's previous bar
+    prev_lower = np.full(N, np.nan)
+    for t in range(T):
+        changed = False
+        for n in range(N):
+            c = close[t, n]
+            if np.isnan(c):
+                continue
+            a = atr[t, n]
+            exited = False
+            if state[n] == 1:
+                extreme[n] = max(extreme[n], c)
+                exited = not np.isnan(a) and c < extreme[n] - mult * a
+            elif state[n] == -1:
+                extreme[n] = min(extreme[n], c)
+                exited = not np.isnan(a) and c > extreme[n] + mult * a
+            if exited:
+                state[n] = 0
+                changed = True
+            elif state[n] == 0:
+                if c > prev_upper[n]:
+                    state[n] = 1
+                    extreme[n] = c
+                    changed = True
+                elif long_short and c < prev_lower[n]:
+                    state[n] = -1
+                    extreme[n] = c
+                    changed = True
+            prev_upper[n] = upper[t, n]
+            prev_lower[n] = lower[t, n]
+        equal_weight_row(state, changed, close[t], out[t])
+
+
+def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    windows, w_slot = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+    atr_windows, a_slot = np.unique(cols["atr_window"].astype(np.int64), return_inverse=True)
+    data = np.empty((1 + 2 * windows.shape[0] + atr_windows.shape[0], *panel.shape))
+    data[0] = panel.close
+    for i, w in enumerate(windows.tolist()):
+        data[1 + 2 * i] = rolling_max(panel.high, w)
+        data[2 + 2 * i] = rolling_min(panel.low, w)
+    base = 1 + 2 * windows.shape[0]
+    for i, w in enumerate(atr_windows.tolist()):
+        data[base + i] = average_true_range(panel.high, panel.low, panel.close, w)
+    rows = np.column_stack(
+        [1 + 2 * w_slot, base + a_slot, cols["atr_mult"], cols["long_short"]]
+    ).astype(np.float64)
+    return data, np.ascontiguousarray(rows)
+
+
+BREAKOUT = Strategy(
+    name="breakout",
+    params={
+        "window": Param("int", 20, 1, 100_000, doc="channel window (bars)"),
+        "atr_window": Param("int", 14, 1, 100_000, doc="ATR window for the exit"),
+        "atr_mult": Param("float", 3.0, 0.01, 100.0, doc="exit k ATRs below the best close"),
+        "long_short": Param("bool", False, doc="also short breakdowns"),
+    },
+    prepare=_prepare,
+    kernel=_kernel,
+    lookback_fn=lambda window, atr_window, **_: max(window, atr_window) + 1,
+    doc=(
+        "Enter long when the close breaks above the highest high of the previous `window` "
+        "bars; exit when it falls `atr_mult` ATRs below the best close since entry (shorts "
+        "mirror it). Equal weight across positions, re-balanced when a position changes."
+    ),
+)

@@ -1,0 +1,85 @@
+"""Moving-average crossover: long after the fast average crosses above the slow one."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine import Panel
+from strategies.base import Param, Strategy, weights_kernel
+from strategies.indicators import ema, rolling_mean
+from strategies.signals import equal_weight_row
+
+__all__ = ["MA_CROSS"]
+
+
+@weights_kernel
+def _kernel(data, row, out):
+    close = data[0]
+    fast = data[int(row[0])]
+    slow = data[int(row[1])]
+    long_short = row[2] != 0.0
+    T, N = close.shape
+    state = np.zeros(N, dtype=np.int64)
+    # Last strict relation of fast vs slow (+1 above, -1 below, 0 unknown); a cross is a
+    # flip of this relation. Equal bars don't count; warm-up (NaN averages) forgets it.
+    relation = np.zeros(N, dtype=np.int64)
+    for t in range(T):
+        changed = False
+        for n in range(N):
+            if np.isnan(close[t, n]):
+                continue  # no bar: keep the position and the memory
+            f = fast[t, n]
+            s = slow[t, n]
+            if np.isnan(f) or np.isnan(s):
+                relation[n] = 0
+                continue
+            d = 1 if f > s else (-1 if f < s else 0)
+            if d == 0:
+                continue
+            new = state[n]
+            if d == 1 and relation[n] == -1:
+                new = 1
+            elif d == -1 and relation[n] == 1:
+                new = -1 if long_short else 0
+            relation[n] = d
+            if new != state[n]:
+                state[n] = new
+                changed = True
+        equal_weight_row(state, changed, close[t], out[t])
+
+
+def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    fast = cols["fast"].astype(np.int64)
+    slow = cols["slow"].astype(np.int64)
+    is_ema = (cols["kind"] == "ema").astype(np.int64)
+    runs = fast.shape[0]
+    # One average per distinct (window, kind) across both legs of every run.
+    keys, slot = np.unique(np.concatenate([fast * 2 + is_ema, slow * 2 + is_ema]),
+                           return_inverse=True)
+    data = np.empty((1 + keys.shape[0], *panel.shape))
+    data[0] = panel.close
+    for i, key in enumerate(keys.tolist()):
+        data[1 + i] = (ema if key % 2 else rolling_mean)(panel.close, key // 2)
+    rows = np.column_stack(
+        [1 + slot[:runs], 1 + slot[runs:], cols["long_short"].astype(np.float64)]
+    ).astype(np.float64)
+    return data, np.ascontiguousarray(rows)
+
+
+MA_CROSS = Strategy(
+    name="ma_cross",
+    params={
+        "fast": Param("int", 10, 1, 10_000, doc="fast moving-average window (bars)"),
+        "slow": Param("int", 50, 2, 10_000, doc="slow moving-average window (bars)"),
+        "kind": Param("choice", "sma", choices=("sma", "ema"), doc="simple or exponential"),
+        "long_short": Param("bool", False, doc="go short after a cross down"),
+    },
+    prepare=_prepare,
+    kernel=_kernel,
+    lookback_fn=lambda fast, slow, kind, long_short: max(fast, slow),
+    doc=(
+        "Per asset: enter long on the bar the fast average crosses above the slow one, exit "
+        "(or go short) when it crosses below. Equal weight across the assets in position, "
+        "re-balanced only on bars where some position changes."
+    ),
+)

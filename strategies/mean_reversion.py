@@ -1,0 +1,82 @@
+"""Mean reversion on Bollinger-band z-scores: buy stretched-down assets, sell on reversion."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine import Panel
+from strategies.base import Param, Strategy, StrategyError, weights_kernel
+from strategies.indicators import rolling_mean, rolling_std
+from strategies.signals import equal_weight_row
+
+__all__ = ["MEAN_REVERSION"]
+
+
+@weights_kernel
+def _kernel(data, row, out):
+    close = data[0]
+    mean = data[int(row[0])]
+    std = data[int(row[0]) + 1]
+    entry_z = row[1]
+    exit_z = row[2]
+    long_short = row[3] != 0.0
+    T, N = close.shape
+    state = np.zeros(N, dtype=np.int64)
+    for t in range(T):
+        changed = False
+        for n in range(N):
+            c = close[t, n]
+            sd = std[t, n]
+            if np.isnan(c) or np.isnan(sd) or sd == 0.0:
+                continue
+            z = (c - mean[t, n]) / sd
+            new = state[n]
+            if (state[n] == 1 and z > -exit_z) or (state[n] == -1 and z < exit_z):
+                new = 0
+            if new == 0 and state[n] == 0:
+                if z < -entry_z:
+                    new = 1
+                elif long_short and z > entry_z:
+                    new = -1
+            if new != state[n]:
+                state[n] = new
+                changed = True
+        equal_weight_row(state, changed, close[t], out[t])
+
+
+def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    bad = np.flatnonzero(cols["exit_z"] >= cols["entry_z"])
+    if bad.size:
+        raise StrategyError(
+            f"mean_reversion: exit_z ({cols['exit_z'][bad[0]]}) must be below entry_z "
+            f"({cols['entry_z'][bad[0]]})"
+        )
+    windows, slot = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+    data = np.empty((1 + 2 * windows.shape[0], *panel.shape))
+    data[0] = panel.close
+    for i, w in enumerate(windows.tolist()):
+        data[1 + 2 * i] = rolling_mean(panel.close, w)
+        data[2 + 2 * i] = rolling_std(panel.close, w)
+    rows = np.column_stack(
+        [1 + 2 * slot, cols["entry_z"], cols["exit_z"], cols["long_short"]]
+    ).astype(np.float64)
+    return data, np.ascontiguousarray(rows)
+
+
+MEAN_REVERSION = Strategy(
+    name="mean_reversion",
+    params={
+        "window": Param("int", 20, 2, 100_000, doc="band window (bars)"),
+        "entry_z": Param("float", 2.0, 0.0, 100.0, doc="enter when |z| exceeds this"),
+        "exit_z": Param("float", 0.5, 0.0, 100.0, doc="exit when z is back within this"),
+        "long_short": Param("bool", False, doc="also short assets stretched up"),
+    },
+    prepare=_prepare,
+    kernel=_kernel,
+    lookback_fn=lambda window, **_: window,
+    doc=(
+        "z = (close - mean) / std over `window` bars (population std). Enter long when "
+        "z < -entry_z, exit when z > -exit_z (shorts mirror it if long_short). Equal weight "
+        "across positions, re-balanced only when some position changes."
+    ),
+)

@@ -1,0 +1,79 @@
+"""Cross-sectional momentum: hold the assets with the best past return, skipping the last
+few bars (the short-term reversal)."""
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine import Panel
+from strategies.base import Param, Strategy, StrategyError, weights_kernel
+from strategies.signals import top_bottom_row
+
+__all__ = ["MOMENTUM"]
+
+
+@weights_kernel
+def _kernel(data, row, out):
+    close = data[0]
+    score = data[int(row[0])]
+    quantile = row[1]
+    every = int(row[2])
+    long_short = row[3] != 0.0
+    for t in range(close.shape[0]):
+        if t % every != 0:
+            out[t, :] = np.nan
+            continue
+        m = 0
+        for n in range(close.shape[1]):
+            if not np.isnan(close[t, n]) and not np.isnan(score[t, n]):
+                m += 1
+        n_pick = max(1, math.ceil(quantile * m - 1e-9))
+        top_bottom_row(score[t], close[t], n_pick, long_short, False, out[t])
+
+
+def _past_return(close: np.ndarray, lookback: int, skip: int) -> np.ndarray:
+    """close[t - skip] / close[t - lookback] - 1, by bar index (NaN before enough bars)."""
+    out = np.full(close.shape, np.nan)
+    out[lookback:] = close[lookback - skip:close.shape[0] - skip] / close[:-lookback] - 1.0
+    return out
+
+
+def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    lookback = cols["lookback"].astype(np.int64)
+    skip = cols["skip"].astype(np.int64)
+    bad = np.flatnonzero(skip >= lookback)
+    if bad.size:
+        raise StrategyError(
+            f"momentum: skip ({skip[bad[0]]}) must be smaller than lookback "
+            f"({lookback[bad[0]]})"
+        )
+    pairs, slot = np.unique(np.column_stack([lookback, skip]), axis=0, return_inverse=True)
+    data = np.empty((1 + pairs.shape[0], *panel.shape))
+    data[0] = panel.close
+    for i, (lb, sk) in enumerate(pairs.tolist()):
+        data[1 + i] = _past_return(panel.close, lb, sk)
+    rows = np.column_stack([
+        1 + slot.ravel(), cols["quantile"], cols["rebalance_every"], cols["long_short"],
+    ]).astype(np.float64)
+    return data, np.ascontiguousarray(rows)
+
+
+MOMENTUM = Strategy(
+    name="momentum",
+    params={
+        "lookback": Param("int", 252, 2, 100_000, doc="formation period (bars)"),
+        "skip": Param("int", 21, 0, 100_000, doc="most recent bars left out of the return"),
+        "quantile": Param("float", 0.2, 0.0001, 1.0, doc="fraction of assets held (a side)"),
+        "rebalance_every": Param("int", 21, 1, 100_000, doc="bars between rebalances"),
+        "long_short": Param("bool", False, doc="also short the worst quantile"),
+    },
+    prepare=_prepare,
+    kernel=_kernel,
+    lookback_fn=lambda lookback, **_: lookback,
+    doc=(
+        "Every `rebalance_every` bars, score each asset by its return from `lookback` bars "
+        "ago to `skip` bars ago and hold the top `quantile` equally weighted (short the "
+        "bottom quantile too if long_short)."
+    ),
+)

@@ -1,0 +1,140 @@
+"""In-process grid evaluation: the unit of work the distributed layer ships to workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+import strategies
+from engine import METRIC_NAMES, EngineConfig, Panel
+from engine.config import pack_configs
+from engine.metrics import periods_per_year
+from engine.nb.stops import average_true_range
+from strategies import Strategy
+from sweep.grid import Grid, GridError, engine_axes, strategy_columns
+from sweep.kernels import evaluate_block
+
+__all__ = ["WindowSpec", "evaluate", "evaluate_table", "resolve_windows"]
+
+WindowSpec = Sequence[tuple[Any, Any]] | None
+
+
+def resolve_windows(panel: Panel, windows: WindowSpec) -> list[tuple[int, int]]:
+    """Date ranges ``[(start, end), ...]`` (inclusive; None = open end) as bar bounds."""
+    if windows is None:
+        return [(0, panel.n_bars)]
+    out = []
+    for k, win in enumerate(windows):
+        if not isinstance(win, list | tuple) or len(win) != 2:
+            raise GridError(f"window {k}: expected [start, end], got {win!r}")
+        i0, i1 = panel.index_range(*win)
+        if i1 - i0 < 2:
+            raise GridError(
+                f"window {k} ({win[0]} .. {win[1]}) holds {i1 - i0} bar(s) of the data "
+                f"({panel.timestamps[0]!s:.10} .. {panel.timestamps[-1]!s:.10}); "
+                "a window needs at least 2"
+            )
+        out.append((i0, i1))
+    if not out:
+        raise GridError("windows: the list is empty (omit it to use the whole panel)")
+    return out
+
+
+def evaluate(
+    panel: Panel,
+    strategy: str | Strategy,
+    grid: Mapping[str, Any],
+    config: EngineConfig | None = None,
+    *,
+    constraints: Iterable[str] = (),
+    windows: WindowSpec = None,
+) -> pl.DataFrame:
+    """Backtest every combination of a grid, in this process; one row per run.
+
+    ``grid`` maps strategy parameters and engine fields (e.g. ``commission``) to lists or
+    ranges ``{start, stop, step}``; parameters left out take their defaults. Each run trades
+    only inside its window; indicators are warmed up on the bars before it.
+
+    Example:
+        >>> import sweep
+        >>> from engine.data import synthetic_panel
+        >>> panel = synthetic_panel(n_assets=5, n_bars=400, seed=2)
+        >>> df = sweep.evaluate(panel, "ma_cross", {"fast": [5, 10], "slow": [20, 50]},
+        ...                     constraints=["fast < slow"])
+        >>> df.height, "sharpe" in df.columns
+        (4, True)
+    """
+    s = strategies.get(strategy)
+    cfg = config if config is not None else EngineConfig()
+    g = Grid.build(s, grid, constraints)
+    table = g.frame()
+    if table.height == 0:
+        raise GridError(
+            f"the grid is empty after the constraints {list(g.constraints)} "
+            f"({g.size} combinations before them)"
+        )
+    bounds = resolve_windows(panel, windows)
+    frames = []
+    for k, (i0, i1) in enumerate(bounds):
+        metrics = evaluate_table(panel, s, table, cfg, i0, i1)
+        frames.append(
+            pl.concat(
+                [
+                    pl.DataFrame({
+                        "window": np.full(table.height, k, dtype=np.int64),
+                        "window_start": np.repeat(panel.timestamps[i0], table.height),
+                        "window_end": np.repeat(panel.timestamps[i1 - 1], table.height),
+                    }),
+                    table,
+                    metrics,
+                ],
+                how="horizontal",
+            )
+        )
+    return pl.concat(frames).with_row_index("run")
+
+
+def evaluate_table(
+    panel: Panel,
+    strategy: Strategy,
+    table: pl.DataFrame,
+    config: EngineConfig,
+    t0: int = 0,
+    t1: int | None = None,
+) -> pl.DataFrame:
+    """Metrics of each row of a grid table (strategy and engine columns) on bars t0..t1-1."""
+    t1 = panel.n_bars if t1 is None else t1
+    data, rows = strategy.prepare(panel, strategy_columns(strategy, table))
+    cfgs, cfg_of_run = _engine_configs(table, config)
+    atr_windows = sorted({c.atr_window for c in cfgs if c.atr_stop is not None})
+    atrs = np.stack(
+        [average_true_range(panel.high, panel.low, panel.close, w) for w in atr_windows]
+    ) if atr_windows else np.empty((0, 0, 0))
+    atr_slot = np.array(
+        [atr_windows.index(c.atr_window) if c.atr_stop is not None else -1 for c in cfgs],
+        dtype=np.int64,
+    )
+    ppy = config.periods_per_year or periods_per_year(panel.timestamps[t0:t1])
+    out = evaluate_block(
+        strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
+        *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
+        pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, t0, t1, ppy,
+    )
+    return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row")
+
+
+def _engine_configs(table: pl.DataFrame, base: EngineConfig
+                    ) -> tuple[list[EngineConfig], np.ndarray]:
+    """Distinct engine configs of the table's engine axes, and each row's index into them."""
+    axes = list(engine_axes(table))
+    if not axes:
+        return [base], np.zeros(table.height, dtype=np.int64)
+    distinct = table.select(axes).unique(maintain_order=True)
+    cfgs = [base.replace(**row) for row in distinct.iter_rows(named=True)]
+    index = table.select(axes).join(
+        distinct.with_row_index("__cfg"), on=axes, how="left", maintain_order="left"
+    )["__cfg"].to_numpy().astype(np.int64)
+    return cfgs, index
