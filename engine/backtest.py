@@ -11,7 +11,7 @@ import polars as pl
 
 from engine.config import EngineConfig, pack_configs
 from engine.metrics import METRIC_NAMES, periods_per_year
-from engine.nb.layout import EXIT_REASONS
+from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
 from engine.nb.simulate import last_valid_bars, run_metrics, simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.panel import Panel
@@ -138,10 +138,16 @@ def run_backtest(
     w = check_weights(panel, weights, cfg.allow_short)
     rec = pack_configs([cfg])[0]
     atr = _atr_for(panel, cfg)
-    equity, cash, exposure, fees, notional, pos, trades, acct = simulate(
-        panel.open, panel.high, panel.low, panel.close, w, rec, last_valid_bars(panel.close),
-        atr, True,
-    )
+    last_bar = last_valid_bars(panel.close)
+    log = np.empty(1024, dtype=TRADE_DTYPE)
+    while True:
+        equity, cash, exposure, fees, notional, pos, n_trades, acct = simulate(
+            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, True, log
+        )
+        if n_trades <= log.shape[0]:
+            break
+        log = np.empty(n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for every trade
+    trades = log[:n_trades]
     ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
     values = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy)
     return BacktestResult(

@@ -54,7 +54,7 @@ def _kernel(data, row, out):
                     changed = True
             prev_upper[n] = upper[t, n]
             prev_lower[n] = lower[t, n]
-        equal_weight_row(state, changed, close[t], out[t])
+        equal_weight_row(state, changed, close, out, t)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ def _kernel(data, row, out):
             if new != state[n]:
                 state[n] = new
                 changed = True
-        equal_weight_row(state, changed, close[t], out[t])
+        equal_weight_row(state, changed, close, out, t)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -22,14 +22,15 @@ def _kernel(data, row, out):
     long_short = row[3] != 0.0
     for t in range(close.shape[0]):
         if t % every != 0:
-            out[t, :] = np.nan
+            for n in range(close.shape[1]):
+                out[t, n] = np.nan
             continue
         m = 0
         for n in range(close.shape[1]):
             if not np.isnan(close[t, n]) and not np.isnan(score[t, n]):
                 m += 1
         n_pick = max(1, math.ceil(quantile * m - 1e-9))
-        top_bottom_row(score[t], close[t], n_pick, long_short, False, out[t])
+        top_bottom_row(score, close, t, n_pick, long_short, False, out)
 
 
 def _past_return(close: np.ndarray, lookback: int, skip: int) -> np.ndarray:

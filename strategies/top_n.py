@@ -21,9 +21,10 @@ def _kernel(data, row, out):
     score_weighted = row[4] != 0.0
     for t in range(close.shape[0]):
         if t % every != 0:
-            out[t, :] = np.nan
+            for n in range(close.shape[1]):
+                out[t, n] = np.nan
         else:
-            top_bottom_row(score[t], close[t], n_pick, long_short, score_weighted, out[t])
+            top_bottom_row(score, close, t, n_pick, long_short, score_weighted, out)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -111,5 +111,91 @@ def data_sample(output: Path, tickers: str | None) -> None:
     _write(panel, output)
 
 
+# --------------------------------------------------------------------- strategies
+def _import_user_module(spec: str) -> None:
+    """Import a strategy module (a .py path or a dotted name) so that it registers itself.
+
+    A file the process has already imported (under any module name) is not run again.
+    """
+    import hashlib
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise click.BadParameter(f"no such file: {spec}", param_hint="--module")
+        resolved = path.resolve()
+        for loaded in list(sys.modules.values()):
+            file = getattr(loaded, "__file__", None)
+            if file and Path(file).name == resolved.name and Path(file).resolve() == resolved:
+                return
+        digest = hashlib.blake2b(str(resolved).encode(), digest_size=6).hexdigest()
+        name = f"backsweep_user_{resolved.stem}_{digest}"
+        mod_spec = importlib.util.spec_from_file_location(name, resolved)
+        if mod_spec is None or mod_spec.loader is None:
+            raise click.BadParameter(f"cannot import {spec}", param_hint="--module")
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise click.ClickException(
+                f"importing {spec} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return
+    # Like `python -m`: a dotted name may be a module of the current folder.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(spec)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"cannot import module {spec!r} ({exc}); give a dotted module name importable "
+            "from here or a path to a .py file",
+            param_hint="--module",
+        ) from exc
+    except Exception as exc:
+        raise click.ClickException(
+            f"importing {spec} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+@main.command("strategies")
+@click.option("-m", "--module", "modules", multiple=True, metavar="FILE.py|pkg.mod",
+              help="Import this module first (a .py path or a dotted name) so the "
+                   "strategies it registers are listed. Repeatable.")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def strategies_cmd(modules: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """List the registered strategies with their parameters (or only NAME...).
+
+    Each parameter shows its kind, default, bounds [low, high] or choices {a, b}, and
+    what it does. Any parameter can be a grid axis of a sweep.
+    """
+    import textwrap
+
+    import strategies
+
+    for spec in modules:
+        _import_user_module(spec)
+    chosen = list(names) or strategies.names()
+    try:
+        found = [strategies.get(n) for n in chosen]
+    except strategies.StrategyError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    for i, s in enumerate(found):
+        if i:
+            click.echo()
+        click.secho(s.name, bold=True)
+        for line in textwrap.wrap(" ".join(s.doc.split()), 88) or ["(no description)"]:
+            click.echo(f"  {line}")
+        width = max((len(p) for p in s.params), default=0)
+        for pname, p in s.params.items():
+            click.echo(f"    {pname:{width}}  {p.describe().rstrip()}")
+
+
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import numpy as np
 from numba import from_dtype, njit, types
 
 from engine.config import CONFIG_DTYPE
+from engine.nb.layout import TRADE_DTYPE
 from engine.nb.metrics import N_METRICS
 from engine.nb.simulate import last_valid_bars, run_metrics, simulate
 from strategies.base import WEIGHTS_KERNEL_TYPE
@@ -43,6 +44,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
     weights = np.empty((T, N))
     last_bar = last_valid_bars(close[t0:t1])
     no_atr = np.empty((0, 0))
+    no_log = np.empty(0, dtype=TRADE_DTYPE)
     for r in range(R):
         kernel(data, rows[r], weights)
         cfg = cfgs[cfg_of_run[r]]
@@ -50,7 +52,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
         atr = atrs[slot, t0:t1] if slot >= 0 else no_atr
         equity, _, exposure, fees, notional, _, _, acct = simulate(
             open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
-            last_bar, atr, False,
+            last_bar, atr, False, no_log,
         )
         out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
                              periods_per_year)

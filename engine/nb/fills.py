@@ -3,18 +3,18 @@
 import numpy as np
 from numba import njit
 
-from engine.nb.layout import CASH_RTOL
+from engine.nb.layout import CASH, CASH_RTOL, N_DROPPED
 from engine.nb.trades import apply_fill
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _close_enough(a, b):
     return abs(a - b) <= max(CASH_RTOL * max(abs(a), abs(b)), 1e-12)
 
 
-@njit(nogil=True, cache=True)
-def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
-    """Fill signed ``qty`` of one asset at raw ``price`` under the config's costs.
+@njit(nogil=True, cache=True, inline="always")
+def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
+    """Fill signed ``qty`` of asset n at raw ``price`` under the config's costs.
 
     Buys in a cash account are cut to what the cash pays for (vectorbt's rule: spend
     ``(cash - fixed_fee) / (1 + commission)`` on the asset); a sale whose proceeds do not
@@ -25,7 +25,7 @@ def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
         return 0.0, False
     c = cfg.commission
     f = cfg.fixed_fee
-    cash = acct.cash
+    cash = acct[CASH]
     if qty > 0:
         fill_price = price * (1.0 + cfg.slippage)
         fee = qty * fill_price * c + f
@@ -33,7 +33,7 @@ def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
         if cfg.cash_account and spend > cash and not _close_enough(spend, cash):
             budget = (cash - f) / (1.0 + c)
             if budget <= 0.0:
-                acct.n_dropped += 1
+                acct[N_DROPPED] += 1.0
                 return 0.0, False
             qty = budget / fill_price
             if cfg.fractional:
@@ -41,7 +41,7 @@ def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
             else:
                 qty = np.floor(qty)
                 if qty == 0.0:
-                    acct.n_dropped += 1
+                    acct[N_DROPPED] += 1.0
                     return 0.0, False
                 fee = qty * fill_price * c + f
             spend = qty * fill_price + fee
@@ -49,17 +49,17 @@ def fill_order(b, acct, cfg, asset, qty, price, bar, reason, atr_value, closed):
         fill_price = price * (1.0 - cfg.slippage)
         fee = -qty * fill_price * c + f
         if -qty * fill_price - fee < 0.0:
-            acct.n_dropped += 1
+            acct[N_DROPPED] += 1.0
             return 0.0, False
         spend = 0.0
-    closed_trade = apply_fill(b, acct, asset, qty, fill_price, fee, bar, reason,
+    closed_trade = apply_fill(book, acct, n, qty, fill_price, fee, bar, reason,
                               cfg.atr_stop, atr_value, closed)
     if cfg.cash_account and spend > 0.0 and _close_enough(spend, cash):
-        acct.cash = 0.0  # spent within rounding of all the cash: never a negative crumb
+        acct[CASH] = 0.0  # spent within rounding of all the cash: never a negative crumb
     return qty, closed_trade
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def sort_by_value(idx, values, n):
     """Stable insertion sort of ``idx[:n]`` by ``values[:n]`` ascending (sells first)."""
     for i in range(1, n):

@@ -1,48 +1,43 @@
 """Record layouts shared by the kernels.
 
-All mutable simulation state lives in two record arrays created per run: ``book`` (one
-record per asset: the position and the open trade's bookkeeping) and ``acct`` (one record:
-cash and running totals). Nothing else holds a position or a cash balance.
+All mutable simulation state lives in two arrays created per run: ``book`` (per asset: the
+position and the open trade's bookkeeping) and ``acct`` (cash and running totals). Nothing
+else holds a position or a cash balance.
 """
 
 import numpy as np
 
-BOOK_DTYPE = np.dtype(
-    [
-        ("pos", np.float64),        # signed quantity; the only copy of the position
-        ("mark", np.float64),       # last valid close (NaN before the first bar)
-        ("order", np.float64),      # order quantity waiting to fill (next_open) or being filled
-        ("tr_dir", np.int64),       # open trade's direction: +1 long, -1 short, 0 flat
-        ("tr_entry_bar", np.int64),
-        ("tr_qty_in", np.float64),  # sum of increasing fills
-        ("tr_cost_in", np.float64), # notional of increasing fills
-        ("tr_qty_out", np.float64),
-        ("tr_value_out", np.float64),
-        ("tr_fees", np.float64),
-        ("tr_cash", np.float64),    # net cash flow of the trade so far (its realised pnl)
-        ("peak", np.float64),       # trailing reference: highest high (long) / lowest low (short)
-        ("atr_level", np.float64),  # ATR stop level fixed at entry (NaN = none)
-        ("last_w", np.float64),     # last finite weight instruction
-        ("blocked", np.bool_),      # flat after a stop until the instruction changes
-        ("block_w", np.float64),    # the instruction in force when the stop fired
-    ],
-    align=True,
-)
+# Per-asset state: rows of a float array ``book[FIELD, asset]`` (plain scalar indexing: no
+# record views, whose reference counting Numba cannot prune inside the bar loop).
+POS = 0           # signed quantity; the only copy of the position
+MARK = 1          # last valid close while held (what the position is marked at)
+ORDER = 2         # order quantity waiting to fill (next_open) or being filled
+TR_DIR = 3        # open trade's direction: +1 long, -1 short, 0 flat
+TR_ENTRY_BAR = 4
+TR_QTY_IN = 5     # sum of increasing fills
+TR_COST_IN = 6    # notional of increasing fills
+TR_QTY_OUT = 7
+TR_VALUE_OUT = 8
+TR_FEES = 9
+TR_CASH = 10      # net cash flow of the trade so far (its realised pnl)
+PEAK = 11         # trailing reference: highest high (long) / lowest low (short)
+ATR_LEVEL = 12    # ATR stop level fixed at entry (NaN = none)
+LAST_W = 13       # last finite weight instruction
+BLOCKED = 14      # 1 = flat after a stop until the instruction changes
+BLOCK_W = 15      # the instruction in force when the stop fired
+BOOK_FIELDS = 16
 
-ACCT_DTYPE = np.dtype(
-    [
-        ("cash", np.float64),
-        ("bar_fees", np.float64),      # fees paid during the current bar
-        ("bar_notional", np.float64),  # |qty * fill price| traded during the current bar
-        ("n_opened", np.int64),
-        ("n_closed", np.int64),
-        ("n_wins", np.int64),
-        ("gross_profit", np.float64),
-        ("gross_loss", np.float64),
-        ("n_dropped", np.int64),       # orders that could not fill (no bar, no cash, fees)
-    ],
-    align=True,
-)
+# Account state: a float array ``acct[FIELD]``.
+CASH = 0
+BAR_FEES = 1      # fees paid during the current bar
+BAR_NOTIONAL = 2  # |qty * fill price| traded during the current bar
+N_OPENED = 3
+N_CLOSED = 4
+N_WINS = 5
+GROSS_PROFIT = 6
+GROSS_LOSS = 7
+N_DROPPED = 8     # orders that could not fill (no bar, no cash, fees)
+ACCT_FIELDS = 9
 
 TRADE_DTYPE = np.dtype(
     [

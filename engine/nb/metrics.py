@@ -143,7 +143,11 @@ def cagr(equity, init_cash, periods_per_year):
 @njit(nogil=True, cache=True)
 def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
                    n_closed, n_wins, gross_profit, gross_loss):
-    """All METRIC_NAMES, in order, for one run."""
+    """All METRIC_NAMES, in order, for one run.
+
+    The same definitions as the functions above, fused into two passes over the bars
+    (this runs once per backtest of a grid, so it is on the hot path).
+    """
     out = np.full(N_METRICS, np.nan)
     n = equity.shape[0]
     out[17] = n
@@ -151,32 +155,74 @@ def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional
     out[13] = fees
     if n == 0:
         return out
-    r = simple_returns(equity, init_cash)
+    r = np.empty(n)
+    prev = init_cash
+    total = 0.0
+    down = 0.0
+    peak = init_cash
+    worst = 0.0
+    run = 0
+    longest = 0
+    equity_sum = 0.0
+    share = 0.0
+    for t in range(n):
+        x = equity[t]
+        rt = x / prev - 1.0
+        r[t] = rt
+        prev = x
+        total += rt
+        if rt < 0.0:
+            down += rt * rt
+        if x >= peak:
+            peak = x
+            run = 0
+        else:
+            run += 1
+            if run > longest:
+                longest = run
+            if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
+                worst = 1.0 - x / peak
+        equity_sum += x
+        g = exposure[t]
+        if g != 0.0 and x > 0.0:
+            share += g / x
+    mean = total / n
+    m2 = m3 = m4 = 0.0
+    for t in range(n):
+        d = r[t] - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+    m2 /= n
+    m3 /= n
+    m4 /= n
     final = equity[n - 1]
+    root_p = np.sqrt(periods_per_year)
     out[0] = final / init_cash - 1.0
     out[1] = cagr(equity, init_cash, periods_per_year)
-    out[2] = volatility(r, periods_per_year)
-    out[3] = sharpe(r, periods_per_year)
-    out[4] = sortino(r, periods_per_year)
-    mdd = max_drawdown(equity, init_cash)
-    out[5] = mdd
-    out[6] = max_drawdown_duration(equity, init_cash)
-    out[7] = out[1] / mdd if mdd > 0.0 else np.nan
+    if n >= 2:
+        sd = np.sqrt(m2 * n / (n - 1))
+        out[2] = sd * root_p
+        if sd > 0.0:
+            out[3] = mean / sd * root_p
+    if down > 0.0:
+        out[4] = mean / np.sqrt(down / n) * root_p
+    out[5] = worst
+    out[6] = longest
+    out[7] = out[1] / worst if worst > 0.0 else np.nan
     if n_closed > 0:
         out[9] = n_wins / n_closed
         if gross_loss > 0.0:
             out[10] = gross_profit / gross_loss
         elif gross_profit > 0.0:
             out[10] = np.inf
-    mean_equity = equity.sum() / n
+    mean_equity = equity_sum / n
     years = n / periods_per_year
     out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
-    share = 0.0
-    for t in range(n):
-        if equity[t] > 0.0:
-            share += exposure[t] / equity[t]
     out[12] = share / n
     out[14] = final
-    out[15] = skew(r)
-    out[16] = kurtosis(r)
+    if n >= 2 and m2 > 0.0:
+        out[15] = m3 / m2**1.5
+        out[16] = m4 / (m2 * m2)
     return out

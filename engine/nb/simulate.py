@@ -8,10 +8,32 @@ import numpy as np
 from numba import njit
 
 from engine.nb.fills import fill_order, sort_by_value
-from engine.nb.layout import ACCT_DTYPE, BOOK_DTYPE, DELISTED, SIGNAL, TRADE_DTYPE
+from engine.nb.layout import (
+    ACCT_FIELDS,
+    BAR_FEES,
+    BAR_NOTIONAL,
+    BLOCK_W,
+    BLOCKED,
+    BOOK_FIELDS,
+    CASH,
+    DELISTED,
+    GROSS_LOSS,
+    GROSS_PROFIT,
+    LAST_W,
+    MARK,
+    N_CLOSED,
+    N_DROPPED,
+    N_OPENED,
+    N_WINS,
+    ORDER,
+    POS,
+    SIGNAL,
+    TR_ENTRY_BAR,
+    TRADE_DTYPE,
+)
 from engine.nb.metrics import N_METRICS, metrics_vector
 from engine.nb.stops import average_true_range, check_stop, update_trailing
-from engine.nb.trades import append_trade, describe_open_trade, new_trade_log
+from engine.nb.trades import describe_open_trade, log_trade
 
 
 @njit(nogil=True, cache=True)
@@ -29,28 +51,57 @@ def last_valid_bars(close):
 
 @njit(nogil=True, cache=True)
 def _new_book(n_assets):
-    book = np.zeros(n_assets, dtype=BOOK_DTYPE)
-    for n in range(n_assets):
-        b = book[n]
-        b.mark = np.nan
-        b.peak = np.nan
-        b.atr_level = np.nan
-        b.last_w = np.nan
-        b.block_w = np.nan
+    book = np.zeros((BOOK_FIELDS, n_assets))
+    book[MARK] = np.nan
+    book[LAST_W] = np.nan
+    book[BLOCK_W] = np.nan
     return book
 
 
 @njit(nogil=True, cache=True)
-def _equity(book, cash):
-    eq = cash
-    for n in range(book.shape[0]):
-        p = book[n].pos
-        if p != 0.0:
-            eq += p * book[n].mark
-    return eq
+def _instructed_rows(weights):
+    """Per bar: does the weights row hold any finite value?"""
+    T, N = weights.shape
+    out = np.zeros(T, dtype=np.bool_)
+    for t in range(T):
+        for n in range(N):
+            if not np.isnan(weights[t, n]):
+                out[t] = True
+                break
+    return out
 
 
 @njit(nogil=True, cache=True)
+def _delisting_bars(last_bar, n_bars):
+    """Per bar: does some asset's data end here (before the panel's last bar)?"""
+    out = np.zeros(n_bars, dtype=np.bool_)
+    for n in range(last_bar.shape[0]):
+        if 0 <= last_bar[n] < n_bars - 1:
+            out[last_bar[n]] = True
+    return out
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _mark(book, close, t):
+    """Mark held positions to this bar's closes (assets without a bar keep their last)."""
+    for n in range(book.shape[1]):
+        if book[POS, n] != 0.0:
+            c = close[t, n]
+            if not np.isnan(c):
+                book[MARK, n] = c
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _equity(book, cash):
+    eq = cash
+    for n in range(book.shape[1]):
+        p = book[POS, n]
+        if p != 0.0:
+            eq += p * book[MARK, n]
+    return eq
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
@@ -62,7 +113,6 @@ def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, val
     gross = 0.0
     held = 0.0
     for n in range(N):
-        b = book[n]
         wt[n] = np.nan
         c = close[t, n]
         if np.isnan(c):
@@ -73,18 +123,18 @@ def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, val
         else:
             w = weights[t, n]
             if not np.isnan(w):
-                if b.blocked:
-                    if w == b.block_w:
+                if book[BLOCKED, n] != 0.0:
+                    if w == book[BLOCK_W, n]:
                         w = np.nan
                     else:
-                        b.blocked = False
+                        book[BLOCKED, n] = 0.0
                 if not np.isnan(w):
-                    b.last_w = w
+                    book[LAST_W, n] = w
             wt[n] = w
         if not np.isnan(wt[n]):
             gross += abs(wt[n])
-        elif b.pos != 0.0 and equity > 0.0:
-            held += abs(b.pos * b.mark) / equity
+        elif book[POS, n] != 0.0 and equity > 0.0:
+            held += abs(book[POS, n] * book[MARK, n]) / equity
     if gross > 0.0 and gross + held > cfg.max_leverage + 1e-9:
         scale = max(0.0, cfg.max_leverage - held) / gross
         for n in range(N):
@@ -95,8 +145,8 @@ def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, val
         w = wt[n]
         if np.isnan(w):
             continue
-        b = book[n]
         c = close[t, n]
+        pos = book[POS, n]
         if w == 0.0:
             target = 0.0
         elif equity <= 0.0:
@@ -105,40 +155,39 @@ def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, val
             target = w * equity / c
             if not cfg.fractional:
                 target = np.trunc(target)
-        q = target - b.pos
+        q = target - pos
         if q == 0.0:
             continue
         if target != 0.0:
             if abs(q) * c < cfg.min_trade_value:
                 continue
-            if abs(w - b.pos * c / equity) < cfg.min_weight_change:
+            if abs(w - pos * c / equity) < cfg.min_weight_change:
                 continue
-        b.order = q
+        book[ORDER, n] = q
         idx[k] = n
-        vals[k] = w * equity - b.pos * c  # vectorbt's approximate order value
+        vals[k] = w * equity - pos * c  # vectorbt's approximate order value
         k += 1
     return k
 
 
 @njit(nogil=True, cache=True)
-def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record):
+def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
     """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
 
-    Returns ``(equity, cash, exposure, fees, notional, positions, trades, acct)``; positions
-    and trades are empty unless ``record``.
+    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct)``. With
+    ``record``, positions are filled in and trades written to ``log`` (TRADE_DTYPE records)
+    while it has room; ``n_trades`` counts them all, so a short log can be retried.
     """
     T, N = close.shape
     book = _new_book(N)
-    acct = np.zeros(1, dtype=ACCT_DTYPE)
-    a = acct[0]
-    a.cash = cfg.init_cash
+    acct = np.zeros(ACCT_FIELDS)
+    acct[CASH] = cfg.init_cash
     equity = np.empty(T)
     cash = np.empty(T)
     exposure = np.empty(T)
     fees = np.empty(T)
     notional = np.empty(T)
     positions = np.zeros((T if record else 0, N))
-    log = new_trade_log(64 if record else 1)
     n_log = 0
     closed = np.empty(1, dtype=TRADE_DTYPE)
     idx = np.empty(N, dtype=np.int64)
@@ -149,19 +198,25 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record):
     has_stops = (has_atr or has_trailing or not np.isnan(cfg.stop_loss)
                  or not np.isnan(cfg.take_profit))
     next_open = not cfg.fill_close
+    # Most bars of most strategies carry no instruction; knowing which ones do lets the loop
+    # skip phases with nothing to do, which dominates the cost of small panels.
+    instructed = _instructed_rows(weights)
+    delisting = _delisting_bars(last_bar, T)
+    pending = 0
 
     for t in range(T):
-        a.bar_fees = 0.0
-        a.bar_notional = 0.0
+        acct[BAR_FEES] = 0.0
+        acct[BAR_NOTIONAL] = 0.0
         # (1) next_open: yesterday's decisions fill at today's open, sells first.
-        if next_open and t > 0:
+        if pending > 0:
+            pending = 0
             k = 0
             for n in range(N):
-                q = book[n].order
+                q = book[ORDER, n]
                 if q != 0.0:
                     if np.isnan(close[t, n]):
-                        book[n].order = 0.0
-                        a.n_dropped += 1
+                        book[ORDER, n] = 0.0
+                        acct[N_DROPPED] += 1.0
                     else:
                         idx[k] = n
                         vals[k] = q * open_[t, n]
@@ -169,102 +224,97 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record):
             sort_by_value(idx, vals, k)
             for j in range(k):
                 n = idx[j]
-                b = book[n]
-                q = b.order
-                b.order = 0.0
+                q = book[ORDER, n]
+                book[ORDER, n] = 0.0
                 atr_dec = atr[t - 1, n] if has_atr else np.nan
-                _, done = fill_order(b, a, cfg, n, q, open_[t, n], t, SIGNAL, atr_dec, closed)
+                _, done = fill_order(book, acct, cfg, n, q, open_[t, n], t, SIGNAL, atr_dec,
+                                     closed)
                 if done and record:
-                    log = append_trade(log, n_log, closed[0])
-                    n_log += 1
+                    n_log = log_trade(log, n_log, closed)
         # (2) stops, for trades opened before this bar.
         if has_stops:
             for n in range(N):
-                b = book[n]
-                if b.pos == 0.0 or b.tr_entry_bar >= t or np.isnan(close[t, n]):
+                if book[POS, n] == 0.0 or book[TR_ENTRY_BAR, n] >= t or np.isnan(close[t, n]):
                     continue
-                reason, price = check_stop(b, cfg, open_[t, n], high[t, n], low[t, n])
+                reason, price = check_stop(book, n, cfg, open_[t, n], high[t, n], low[t, n])
                 if reason == SIGNAL:
                     continue
-                _, done = fill_order(b, a, cfg, n, -b.pos, price, t, reason, np.nan, closed)
-                if b.pos == 0.0:
-                    b.blocked = True
-                    b.block_w = b.last_w
+                _, done = fill_order(book, acct, cfg, n, -book[POS, n], price, t, reason,
+                                     np.nan, closed)
+                if book[POS, n] == 0.0:
+                    book[BLOCKED, n] = 1.0
+                    book[BLOCK_W, n] = book[LAST_W, n]
                 if done and record:
-                    log = append_trade(log, n_log, closed[0])
-                    n_log += 1
+                    n_log = log_trade(log, n_log, closed)
         # (3) next_open: a position whose bars end here closes at this close.
-        if next_open and t < T - 1:
+        if next_open and delisting[t]:
             for n in range(N):
-                b = book[n]
-                if last_bar[n] == t and b.pos != 0.0:
-                    _, done = fill_order(b, a, cfg, n, -b.pos, close[t, n], t, DELISTED,
-                                         np.nan, closed)
+                if last_bar[n] == t and book[POS, n] != 0.0:
+                    _, done = fill_order(book, acct, cfg, n, -book[POS, n], close[t, n], t,
+                                         DELISTED, np.nan, closed)
                     if done and record:
-                        log = append_trade(log, n_log, closed[0])
-                        n_log += 1
-        # (4) mark to this bar's closes.
-        for n in range(N):
-            c = close[t, n]
-            if not np.isnan(c):
-                book[n].mark = c
+                        n_log = log_trade(log, n_log, closed)
+        # (4) mark held positions to this bar's closes (again when recording the bar).
+        decide = (instructed[t] and (cfg.fill_close or t < T - 1)) or (
+            cfg.fill_close and delisting[t])
+        if decide:
+            _mark(book, close, t)
         # (5) decide from this bar's weights: fill now (close) or at the next open.
-        if cfg.fill_close or t < T - 1:
-            eq = _equity(book, a.cash)
+        if decide:
+            eq = _equity(book, acct[CASH])
             k = _decide(book, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals)
-            if cfg.fill_close:
+            if next_open:
+                pending = k
+            else:
                 sort_by_value(idx, vals, k)
                 for j in range(k):
                     n = idx[j]
-                    b = book[n]
-                    q = b.order
-                    b.order = 0.0
+                    q = book[ORDER, n]
+                    book[ORDER, n] = 0.0
                     reason = DELISTED if (last_bar[n] == t and t < T - 1) else SIGNAL
                     atr_dec = atr[t, n] if has_atr else np.nan
-                    _, done = fill_order(b, a, cfg, n, q, close[t, n], t, reason, atr_dec,
-                                         closed)
+                    _, done = fill_order(book, acct, cfg, n, q, close[t, n], t, reason,
+                                         atr_dec, closed)
                     if done and record:
-                        log = append_trade(log, n_log, closed[0])
-                        n_log += 1
+                        n_log = log_trade(log, n_log, closed)
         # Record the bar.
-        eq = a.cash
+        eq = acct[CASH]
         gross = 0.0
         for n in range(N):
-            b = book[n]
-            p = b.pos
+            p = book[POS, n]
             if record:
                 positions[t, n] = p
             if p == 0.0:
                 continue
-            v = p * b.mark
+            c = close[t, n]
+            if not np.isnan(c):
+                book[MARK, n] = c
+            v = p * book[MARK, n]
             eq += v
             gross += abs(v)
-            if has_trailing and not np.isnan(close[t, n]) and (
-                b.tr_entry_bar < t or (next_open and b.tr_entry_bar == t)
+            if has_trailing and not np.isnan(c) and (
+                book[TR_ENTRY_BAR, n] < t or (next_open and book[TR_ENTRY_BAR, n] == t)
             ):
-                update_trailing(b, high[t, n], low[t, n])
+                update_trailing(book, n, high[t, n], low[t, n])
         equity[t] = eq
-        cash[t] = a.cash
+        cash[t] = acct[CASH]
         exposure[t] = gross
-        fees[t] = a.bar_fees
-        notional[t] = a.bar_notional
+        fees[t] = acct[BAR_FEES]
+        notional[t] = acct[BAR_NOTIONAL]
 
     if record:
         for n in range(N):
-            b = book[n]
-            if b.pos != 0.0:
-                describe_open_trade(b, a, n, closed)
-                log = append_trade(log, n_log, closed[0])
-                n_log += 1
-    return equity, cash, exposure, fees, notional, positions, log[:n_log], acct
+            if book[POS, n] != 0.0:
+                describe_open_trade(book, acct, n, closed)
+                n_log = log_trade(log, n_log, closed)
+    return equity, cash, exposure, fees, notional, positions, n_log, acct
 
 
 @njit(nogil=True, cache=True)
 def run_metrics(equity, exposure, fees, notional, acct, init_cash, periods_per_year):
-    a = acct[0]
     return metrics_vector(equity, exposure, init_cash, periods_per_year, fees.sum(),
-                          notional.sum(), a.n_opened, a.n_closed, a.n_wins, a.gross_profit,
-                          a.gross_loss)
+                          notional.sum(), acct[N_OPENED], acct[N_CLOSED], acct[N_WINS],
+                          acct[GROSS_PROFIT], acct[GROSS_LOSS])
 
 
 @njit(nogil=True, cache=True)
@@ -274,6 +324,7 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
     out = np.empty((R, N_METRICS))
     atr = np.empty((0, 0))
     atr_window = -1
+    no_log = np.empty(0, dtype=TRADE_DTYPE)
     for r in range(R):
         cfg = cfgs[r]
         if not np.isnan(cfg.atr_stop) and cfg.atr_window != atr_window:
@@ -281,7 +332,7 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             atr_window = cfg.atr_window
         w = weights[r] if weights.shape[0] > 1 else weights[0]
         equity, _, exposure, fees, notional, _, _, acct = simulate(
-            open_, high, low, close, w, cfg, last_bar, atr, False
+            open_, high, low, close, w, cfg, last_bar, atr, False, no_log
         )
         out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
                              periods_per_year)

@@ -3,7 +3,18 @@
 import numpy as np
 from numba import njit
 
-from engine.nb.layout import ATR_STOP, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP
+from engine.nb.layout import (
+    ATR_LEVEL,
+    ATR_STOP,
+    PEAK,
+    SIGNAL,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TR_COST_IN,
+    TR_DIR,
+    TR_QTY_IN,
+    TRAILING_STOP,
+)
 
 
 @njit(nogil=True, cache=True)
@@ -41,26 +52,27 @@ def average_true_range(high, low, close, window):
     return out
 
 
-@njit(nogil=True, cache=True)
-def check_stop(b, cfg, o, h, lo):
-    """The stop that fires for this position on a bar with open/high/low ``o, h, lo``.
+@njit(nogil=True, cache=True, inline="always")
+def check_stop(book, n, cfg, o, h, lo):
+    """The stop that fires for asset n's position on a bar with open/high/low ``o, h, lo``.
 
     Returns ``(reason, price)``; reason SIGNAL means nothing fired. Loss-side stops are
     checked first; a gap through the level fills at the open.
     """
-    d = b.tr_dir
-    entry = b.tr_cost_in / b.tr_qty_in
+    d = book[TR_DIR, n]
+    entry = book[TR_COST_IN, n] / book[TR_QTY_IN, n]
+    atr_level = book[ATR_LEVEL, n]
     # Loss side: the level price reaches first, i.e. the highest for a long (lowest short).
     level = -np.inf * d
     reason = SIGNAL
     if not np.isnan(cfg.stop_loss):
         level = entry * (1.0 - d * cfg.stop_loss)
         reason = STOP_LOSS
-    if not np.isnan(b.atr_level) and (b.atr_level - level) * d > 0:
-        level = b.atr_level
+    if not np.isnan(atr_level) and (atr_level - level) * d > 0:
+        level = atr_level
         reason = ATR_STOP
     if not np.isnan(cfg.trailing_stop):
-        trail = b.peak * (1.0 - d * cfg.trailing_stop)
+        trail = book[PEAK, n] * (1.0 - d * cfg.trailing_stop)
         if (trail - level) * d > 0:
             level = trail
             reason = TRAILING_STOP
@@ -80,11 +92,11 @@ def check_stop(b, cfg, o, h, lo):
     return SIGNAL, np.nan
 
 
-@njit(nogil=True, cache=True)
-def update_trailing(b, h, lo):
+@njit(nogil=True, cache=True, inline="always")
+def update_trailing(book, n, h, lo):
     """Move the trailing reference with a finished bar's high (long) or low (short)."""
-    if b.tr_dir > 0:
-        if h > b.peak:
-            b.peak = h
-    elif lo < b.peak:
-        b.peak = lo
+    if book[TR_DIR, n] > 0:
+        if h > book[PEAK, n]:
+            book[PEAK, n] = h
+    elif lo < book[PEAK, n]:
+        book[PEAK, n] = lo
