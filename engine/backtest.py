@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -113,12 +114,15 @@ def run_backtest(
     weights: np.ndarray,
     config: EngineConfig | None = None,
     *,
+    window: tuple[Any, Any] | None = None,
     positions: bool = False,
 ) -> BacktestResult:
     """Simulate target weights on a panel.
 
     ``weights[t, n]`` is asset n's target fraction of equity decided at bar t; NaN = no
-    instruction, 0 = close. See docs/engine.md for fills, costs and stops.
+    instruction, 0 = close. See docs/engine.md for fills, costs and stops. ``window =
+    (start, end)`` (inclusive dates, None = open) trades only those bars; the bars before
+    it still warm up the ATR stop, as in a sweep's date windows.
 
     Example:
         >>> import numpy as np
@@ -137,7 +141,12 @@ def run_backtest(
         raise TypeError(f"panel must be an engine.Panel, got {type(panel).__name__}")
     w = check_weights(panel, weights, cfg.allow_short)
     rec = pack_configs([cfg])[0]
-    atr = _atr_for(panel, cfg)
+    i0, i1 = (0, panel.n_bars) if window is None else panel.index_range(*window)
+    if i1 - i0 < 1:
+        raise ValueError(f"window {window} holds no bars of the panel")
+    atr = _atr_for(panel, cfg)[i0:i1]
+    panel = panel.take(i0, i1)
+    w = w[i0:i1]
     last_bar = last_valid_bars(panel.close)
     log = np.empty(1024, dtype=TRADE_DTYPE)
     while True:

@@ -16,7 +16,7 @@ __all__ = ["BREAKOUT"]
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    upper = data[int(row[0])]      # highest high of the last `window` bars, this bar included
+    upper = data[int(row[0])]      # highest high of the last `channel` bars, this bar included
     lower = data[int(row[0]) + 1]
     atr = data[int(row[1])]
     mult = row[2]
@@ -58,7 +58,7 @@ def _kernel(data, row, out):
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    windows, w_slot = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+    windows, w_slot = np.unique(cols["channel"].astype(np.int64), return_inverse=True)
     atr_windows, a_slot = np.unique(cols["atr_window"].astype(np.int64), return_inverse=True)
     data = np.empty((1 + 2 * windows.shape[0] + atr_windows.shape[0], *panel.shape))
     data[0] = panel.close
@@ -77,16 +77,16 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
 BREAKOUT = Strategy(
     name="breakout",
     params={
-        "window": Param("int", 20, 1, 100_000, doc="channel window (bars)"),
+        "channel": Param("int", 20, 1, 100_000, doc="channel length (bars)"),
         "atr_window": Param("int", 14, 1, 100_000, doc="ATR window for the exit"),
         "atr_mult": Param("float", 3.0, 0.01, 100.0, doc="exit k ATRs below the best close"),
         "long_short": Param("bool", False, doc="also short breakdowns"),
     },
     prepare=_prepare,
     kernel=_kernel,
-    lookback_fn=lambda window, atr_window, **_: max(window, atr_window) + 1,
+    lookback_fn=lambda channel, atr_window, **_: max(channel, atr_window) + 1,
     doc=(
-        "Enter long when the close breaks above the highest high of the previous `window` "
+        "Enter long when the close breaks above the highest high of the previous `channel` "
         "bars; exit when it falls `atr_mult` ATRs below the best close since entry (shorts "
         "mirror it). Equal weight across positions, re-balanced when a position changes."
     ),

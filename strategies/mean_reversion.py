@@ -51,7 +51,7 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
             f"mean_reversion: exit_z ({cols['exit_z'][bad[0]]}) must be below entry_z "
             f"({cols['entry_z'][bad[0]]})"
         )
-    windows, slot = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+    windows, slot = np.unique(cols["period"].astype(np.int64), return_inverse=True)
     data = np.empty((1 + 2 * windows.shape[0], *panel.shape))
     data[0] = panel.close
     for i, w in enumerate(windows.tolist()):
@@ -66,16 +66,16 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
 MEAN_REVERSION = Strategy(
     name="mean_reversion",
     params={
-        "window": Param("int", 20, 2, 100_000, doc="band window (bars)"),
+        "period": Param("int", 20, 2, 100_000, doc="band window (bars)"),
         "entry_z": Param("float", 2.0, 0.0, 100.0, doc="enter when |z| exceeds this"),
         "exit_z": Param("float", 0.5, 0.0, 100.0, doc="exit when z is back within this"),
         "long_short": Param("bool", False, doc="also short assets stretched up"),
     },
     prepare=_prepare,
     kernel=_kernel,
-    lookback_fn=lambda window, **_: window,
+    lookback_fn=lambda period, **_: period,
     doc=(
-        "z = (close - mean) / std over `window` bars (population std). Enter long when "
+        "z = (close - mean) / std over `period` bars (population std). Enter long when "
         "z < -entry_z, exit when z > -exit_z (shorts mirror it if long_short). Equal weight "
         "across positions, re-balanced only when some position changes."
     ),

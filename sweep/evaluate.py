@@ -17,7 +17,7 @@ from strategies import Strategy
 from sweep.grid import Grid, GridError, engine_axes, strategy_columns
 from sweep.kernels import evaluate_block
 
-__all__ = ["WindowSpec", "evaluate", "evaluate_table", "resolve_windows"]
+__all__ = ["ShortingError", "WindowSpec", "evaluate", "evaluate_table", "resolve_windows"]
 
 WindowSpec = Sequence[tuple[Any, Any]] | None
 
@@ -118,12 +118,23 @@ def evaluate_table(
         dtype=np.int64,
     )
     ppy = config.periods_per_year or periods_per_year(panel.timestamps[t0:t1])
-    out = evaluate_block(
+    out, refused = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
         pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, t0, t1, ppy,
     )
+    bad = np.flatnonzero(refused)
+    if bad.size:
+        raise ShortingError(
+            f"{strategy.name} with {table.drop('combo', strict=False).row(int(bad[0]), named=True)}"
+            " gives negative weights but allow_short is False "
+            f"({bad.size} of {table.height} runs); set allow_short = true in [engine]"
+        )
     return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row")
+
+
+class ShortingError(ValueError):
+    """A run produced short (negative) weights under a long-only engine config."""
 
 
 def _engine_configs(table: pl.DataFrame, base: EngineConfig
@@ -135,6 +146,7 @@ def _engine_configs(table: pl.DataFrame, base: EngineConfig
     distinct = table.select(axes).unique(maintain_order=True)
     cfgs = [base.replace(**row) for row in distinct.iter_rows(named=True)]
     index = table.select(axes).join(
-        distinct.with_row_index("__cfg"), on=axes, how="left", maintain_order="left"
+        distinct.with_row_index("__cfg"), on=axes, how="left", maintain_order="left",
+        nulls_equal=True,
     )["__cfg"].to_numpy().astype(np.int64)
     return cfgs, index

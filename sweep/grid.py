@@ -74,7 +74,7 @@ def expand_values(name: str, spec: Any) -> list[Any]:
             if not isinstance(num, int) or num < 1:
                 raise GridError(f"grid axis {name!r}: num must be an integer >= 1")
             vals = np.linspace(start, stop, num)
-            return [round(v) for v in vals.tolist()] if ints else vals.tolist()
+            return sorted({round(v) for v in vals.tolist()}) if ints else vals.tolist()
         step = spec.get("step", 1)
         if step == 0 or (stop - start) * step < 0:
             raise GridError(f"grid axis {name!r}: step {step} never reaches stop from start")
@@ -158,14 +158,17 @@ class Grid:
         """Combinations ``start .. stop-1`` that pass the constraints, with their index in
         the column ``combo``."""
         stop = self.size if stop is None else min(stop, self.size)
-        idx = np.arange(start, stop, dtype=np.int64)
-        cols: dict[str, Any] = {"combo": idx}
+        return self.take(np.arange(start, max(start, stop), dtype=np.int64))
+
+    def take(self, combos: np.ndarray) -> pl.DataFrame:
+        """The combinations with these indices (any order) that pass the constraints."""
+        idx = np.asarray(combos, dtype=np.int64)
+        cols: dict[str, Any] = {}
         radix = 1
         for name, values in reversed(self.axes):
             cols[name] = pl.Series(name, values, strict=False)[(idx // radix) % len(values)]
             radix *= len(values)
-        ordered = {"combo": idx} | {n: cols[n] for n in self.names}
-        frame = pl.DataFrame(ordered)
+        frame = pl.DataFrame({"combo": idx} | {n: cols[n] for n in self.names})
         return frame.filter(self._predicate()) if self.constraints else frame
 
     def frame(self) -> pl.DataFrame:

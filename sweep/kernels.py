@@ -9,13 +9,13 @@ import numpy as np
 from numba import from_dtype, njit, types
 
 from engine.config import CONFIG_DTYPE
-from engine.nb.layout import TRADE_DTYPE
+from engine.nb.layout import N_REFUSED, TRADE_DTYPE
 from engine.nb.metrics import N_METRICS
 from engine.nb.simulate import last_valid_bars, run_metrics, simulate
 from strategies.base import WEIGHTS_KERNEL_TYPE
 
 _F2 = types.float64[:, ::1]
-_SIGNATURE = types.float64[:, ::1](
+_SIGNATURE = types.Tuple((types.float64[:, ::1], types.int64[::1]))(
     WEIGHTS_KERNEL_TYPE,           # strategy kernel
     types.float64[:, :, ::1],      # strategy data (K, T, N)
     _F2,                           # strategy rows (R, P)
@@ -33,7 +33,8 @@ _SIGNATURE = types.float64[:, ::1](
 @njit(_SIGNATURE, nogil=True, cache=True)
 def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run, atrs,
                    atr_slot, t0, t1, periods_per_year):
-    """Metrics (R, N_METRICS) of R runs, each trading bars ``t0 .. t1-1`` only.
+    """Metrics (R, N_METRICS) of R runs, each trading bars ``t0 .. t1-1`` only, and per
+    run the number of negative weights refused because its config does not allow shorts.
 
     Weights are computed over the whole panel, so indicators are warmed up on the bars
     before ``t0``; the engine then sees only the window.
@@ -41,6 +42,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
     R = rows.shape[0]
     T, N = close.shape
     out = np.empty((R, N_METRICS))
+    refused = np.zeros(R, dtype=np.int64)
     weights = np.empty((T, N))
     last_bar = last_valid_bars(close[t0:t1])
     no_atr = np.empty((0, 0))
@@ -56,4 +58,5 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
         )
         out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
                              periods_per_year)
-    return out
+        refused[r] = int(acct[N_REFUSED])
+    return out, refused

@@ -37,7 +37,8 @@ N_WINS = 5
 GROSS_PROFIT = 6
 GROSS_LOSS = 7
 N_DROPPED = 8     # orders that could not fill (no bar, no cash, fees)
-ACCT_FIELDS = 9
+N_REFUSED = 9     # negative weights ignored because shorting is off
+ACCT_FIELDS = 10
 
 TRADE_DTYPE = np.dtype(
     [

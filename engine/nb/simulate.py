@@ -24,6 +24,7 @@ from engine.nb.layout import (
     N_CLOSED,
     N_DROPPED,
     N_OPENED,
+    N_REFUSED,
     N_WINS,
     ORDER,
     POS,
@@ -102,7 +103,7 @@ def _equity(book, cash):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
+def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
     Returns the number of orders; their assets are ``idx[:k]`` and their values (for the
@@ -122,6 +123,9 @@ def _decide(book, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, val
                 wt[n] = 0.0
         else:
             w = weights[t, n]
+            if w < 0.0 and not cfg.allow_short:
+                acct[N_REFUSED] += 1.0  # callers check their inputs; batch callers see this
+                w = np.nan
             if not np.isnan(w):
                 if book[BLOCKED, n] != 0.0:
                     if w == book[BLOCK_W, n]:
@@ -262,7 +266,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
         # (5) decide from this bar's weights: fill now (close) or at the next open.
         if decide:
             eq = _equity(book, acct[CASH])
-            k = _decide(book, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals)
+            k = _decide(book, acct, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals)
             if next_open:
                 pending = k
             else:

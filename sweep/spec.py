@@ -1,0 +1,255 @@
+"""Sweep specifications (TOML or Python) and their validation before any cluster work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import strategies
+from engine import EngineConfig, Panel, PanelError
+from strategies import Strategy, StrategyError
+from sweep.grid import Grid, GridError
+from sweep.windows import resolve_window_spec
+
+__all__ = ["ResolvedSweep", "SpecError", "SweepSpec"]
+
+_TOP_KEYS = {
+    "name", "strategy", "data", "constraints", "engine", "grid", "windows", "samples", "seed",
+    "walk_forward", "description",
+}
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the message names the file, key and value."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep: data, strategy, grid, engine settings and date windows.
+
+    Example:
+        >>> spec = SweepSpec(name="demo", strategy="ma_cross",
+        ...                  data="synthetic:assets=5,bars=300,seed=1",
+        ...                  grid={"fast": [5, 10], "slow": [20, 50]})
+        >>> spec.resolve().n_runs
+        4
+    """
+
+    name: str
+    strategy: str
+    data: str
+    grid: Mapping[str, Any] = field(default_factory=dict)
+    constraints: tuple[str, ...] = ()
+    engine: Mapping[str, Any] = field(default_factory=dict)
+    windows: Mapping[str, Any] | None = None
+    samples: int | None = None
+    seed: int = 0
+    walk_forward: Mapping[str, Any] | None = None
+    source: str | None = None  # where the spec came from, for error messages
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SweepSpec:
+        """Read a TOML config; relative data paths are relative to the file."""
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"{path}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{path}: cannot read ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{path}: invalid TOML ({exc})") from None
+        data = raw.get("data")
+        if isinstance(data, str) and ":" not in data.split("/")[0] and not Path(data).is_absolute():
+            raw["data"] = str((path.parent / data).resolve())
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str | None = None) -> SweepSpec:
+        where = f"{source}: " if source else ""
+        unknown = sorted(set(raw) - _TOP_KEYS)
+        if unknown:
+            raise SpecError(f"{where}unknown key(s) {unknown}; known keys: {sorted(_TOP_KEYS)}")
+        for key in ("name", "strategy", "data"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise SpecError(f"{where}'{key}' is required and must be a non-empty string")
+        name = raw["name"]
+        if any(c in name for c in "/\\") or name.startswith("."):
+            raise SpecError(f"{where}'name' {name!r} must be a plain folder name")
+        tables = {"grid": raw.get("grid", {}), "engine": raw.get("engine", {})}
+        for key, value in tables.items():
+            if not isinstance(value, Mapping):
+                raise SpecError(f"{where}[{key}] must be a table")
+        constraints = raw.get("constraints", [])
+        if isinstance(constraints, str):
+            constraints = [constraints]
+        if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
+            raise SpecError(f"{where}'constraints' must be a list of strings")
+        samples = raw.get("samples")
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                    or samples < 1):
+            raise SpecError(f"{where}'samples' must be a positive integer, got {samples!r}")
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpecError(f"{where}'seed' must be a non-negative integer, got {seed!r}")
+        for key in ("windows", "walk_forward"):
+            if raw.get(key) is not None and not isinstance(raw[key], Mapping):
+                raise SpecError(f"{where}[{key}] must be a table")
+        return cls(
+            name=name, strategy=raw["strategy"], data=raw["data"], grid=dict(tables["grid"]),
+            constraints=tuple(constraints), engine=dict(tables["engine"]),
+            windows=dict(raw["windows"]) if raw.get("windows") is not None else None,
+            samples=samples, seed=seed,
+            walk_forward=dict(raw["walk_forward"]) if raw.get("walk_forward") else None,
+            source=source,
+        )
+
+    # ------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what sweep.json stores and what the identity hashes)."""
+        out: dict[str, Any] = {
+            "name": self.name, "strategy": self.strategy, "data": self.data,
+            "grid": _plain(self.grid), "constraints": list(self.constraints),
+            "engine": _plain(self.engine), "windows": _plain(self.windows),
+            "samples": self.samples, "seed": self.seed,
+        }
+        if self.walk_forward is not None:
+            out["walk_forward"] = _plain(self.walk_forward)
+        return out
+
+    @property
+    def digest(self) -> str:
+        """Hash of the spec's content (not of where it came from)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    # ---------------------------------------------------------- validation
+    def resolve(self, panel: Panel | None = None) -> ResolvedSweep:
+        """Check everything (strategy, grid, engine, data, windows) and load the data.
+
+        Raises SpecError naming the problem; nothing has been computed or written then.
+        """
+        where = f"{self.source}: " if self.source else ""
+        try:
+            strategy = strategies.get(self.strategy)
+        except StrategyError as exc:
+            raise SpecError(f"{where}{exc}") from None
+        try:
+            config = EngineConfig.from_dict(dict(self.engine))
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"{where}[engine] {exc}") from None
+        try:
+            grid = Grid.build(strategy, self.grid, self.constraints)
+        except (GridError, StrategyError) as exc:
+            raise SpecError(f"{where}[grid] {exc}") from None
+        if panel is None:
+            panel = _load_data(self.data, where)
+        try:
+            windows = resolve_window_spec(panel, self.windows)
+        except ValueError as exc:
+            raise SpecError(f"{where}[windows] {exc}") from None
+        combos = _combos(grid, self.samples, self.seed)
+        if (combos is not None and combos.size == 0) or (combos is None and _empty(grid)):
+            raise SpecError(
+                f"{where}the grid is empty after the constraints {list(grid.constraints)} "
+                f"({grid.size} combinations before them)"
+            )
+        # Catch parameter errors that only prepare() can see (e.g. a missing feature) now,
+        # on one combination, rather than in every task on the cluster.
+        try:
+            probe = (grid.block(0, 10_000) if combos is None else grid.take(combos[:1])).head(1)
+            if probe.height:
+                strategy.prepare(panel.take(0, min(panel.n_bars, 2)),
+                                 _columns(strategy, probe))
+        except StrategyError as exc:
+            raise SpecError(f"{where}{exc}") from None
+        return ResolvedSweep(self, strategy, config, grid, panel, windows, combos)
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedSweep:
+    """A validated spec with its data loaded: everything needed to plan and run."""
+
+    spec: SweepSpec
+    strategy: Strategy
+    config: EngineConfig
+    grid: Grid
+    panel: Panel
+    windows: list[tuple[int, int]]
+    combos: np.ndarray | None  # sampled combination indices (sorted); None = whole grid
+
+    @property
+    def n_combos(self) -> int:
+        """Combination indices to visit (before constraints when the grid is not sampled)."""
+        return self.grid.size if self.combos is None else int(self.combos.size)
+
+    @property
+    def n_runs(self) -> int:
+        """Runs after constraints, over all windows (exact; counts block by block)."""
+        if self.combos is not None:
+            return int(self.combos.size) * len(self.windows)
+        valid = 0
+        step = 1_000_000
+        for start in range(0, self.grid.size, step):
+            valid += self.grid.block(start, start + step).height
+        return valid * len(self.windows)
+
+    def combos_table(self, start: int, stop: int):
+        """Grid rows for combination positions ``start .. stop-1`` (constraints applied)."""
+        if self.combos is None:
+            return self.grid.block(start, stop)
+        return self.grid.take(self.combos[start:stop])
+
+
+def _load_data(data: str, where: str) -> Panel:
+    from engine.data import parse_data_spec
+
+    try:
+        return parse_data_spec(data)
+    except (PanelError, ValueError, ImportError, OSError) as exc:
+        raise SpecError(f"{where}data {data!r}: {exc}") from None
+
+
+def _combos(grid: Grid, samples: int | None, seed: int) -> np.ndarray | None:
+    """K distinct valid combination indices drawn with the seed (None: the whole grid)."""
+    if samples is None:
+        return None
+    rng = np.random.default_rng(seed)
+    if samples >= grid.size:
+        return grid.frame()["combo"].to_numpy()
+    chosen: np.ndarray = np.empty(0, dtype=np.int64)
+    for _ in range(64):  # rejection sampling against the constraints
+        need = samples - chosen.size
+        draw = rng.choice(grid.size, size=min(grid.size, max(4 * need, 64)), replace=False)
+        valid = grid.take(np.setdiff1d(draw, chosen))["combo"].to_numpy()
+        chosen = np.union1d(chosen, valid[: need] if valid.size > need else valid)
+        if chosen.size >= samples:
+            break
+    return np.sort(chosen[:samples])
+
+
+def _empty(grid: Grid) -> bool:
+    step = 1_000_000
+    return all(grid.block(s, s + step).height == 0 for s in range(0, grid.size, step))
+
+
+def _columns(strategy: Strategy, table: Any) -> dict[str, np.ndarray]:
+    from sweep.grid import strategy_columns
+
+    return strategy_columns(strategy, table)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,113 @@
+"""The result store: ``OUT/NAME/sweep.json`` and hive-partitioned ``runs/window=K/*.parquet``.
+
+Every file appears atomically (written to a hidden temp file in the same folder, then
+renamed), so a reader never sees a partial file and a crash leaves only whole chunks.
+Which chunks are done is read from the files themselves: that is what resume trusts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["ResultStore", "atomic_write", "load_results"]
+
+_PART = re.compile(r"^part-(\d+)\.parquet$")
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)``, then rename the temp file to ``path`` (same folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class ResultStore:
+    """One sweep's folder ``OUT/NAME``.
+
+    Example:
+        >>> import tempfile
+        >>> store = ResultStore(Path(tempfile.mkdtemp()) / "demo")
+        >>> store.read_meta() is None
+        True
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.meta_path = self.root / "sweep.json"
+        self.runs = self.root / "runs"
+
+    def read_meta(self) -> dict[str, Any] | None:
+        if not self.meta_path.exists():
+            return None
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.meta_path}: unreadable ({exc}); use --overwrite") from None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        text = json.dumps(meta, indent=2, sort_keys=True, default=str)
+        atomic_write(self.meta_path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+    def chunk_path(self, window: int, chunk_id: int) -> Path:
+        return self.runs / f"window={window}" / f"part-{chunk_id:07d}.parquet"
+
+    def write_chunk(self, window: int, chunk_id: int, table: pa.Table) -> Path:
+        return atomic_write(
+            self.chunk_path(window, chunk_id),
+            lambda tmp: pq.write_table(table, tmp, compression="zstd"),
+        )
+
+    def done_chunks(self) -> set[int]:
+        """Chunk ids with a complete file on disk."""
+        done: set[int] = set()
+        if not self.runs.exists():
+            return done
+        for part in self.runs.glob("window=*/part-*.parquet"):
+            m = _PART.match(part.name)
+            if m:
+                done.add(int(m.group(1)))
+        return done
+
+    def clean_temp_files(self) -> int:
+        """Remove temp files a killed writer left behind (they are never read)."""
+        stale = list(self.root.rglob(".*.tmp")) if self.root.exists() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def clear(self) -> None:
+        """Delete this sweep's results (for --overwrite)."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+
+def load_results(path: str | os.PathLike[str]) -> pl.LazyFrame:
+    """A sweep's runs as a polars LazyFrame (``path`` = ``OUT/NAME`` or its ``runs`` folder).
+
+    Example:
+        >>> import sweep
+        >>> # sweep.load_results("results/ma_demo").sort("sharpe", descending=True).head(5)
+    """
+    path = Path(path)
+    runs = path if path.name == "runs" else path / "runs"
+    if not runs.is_dir() or not any(runs.glob("window=*/part-*.parquet")):
+        raise FileNotFoundError(f"{runs}: no sweep results here")
+    return pl.scan_parquet(runs / "**" / "part-*.parquet", hive_partitioning=True)
