@@ -1,4 +1,4 @@
-"""Grids, date windows, evaluation and (later) distributed sweeps over the engine.
+"""Grids, date windows, in-process evaluation and distributed sweeps over the engine.
 
 Example:
     >>> import sweep
@@ -10,5 +10,17 @@ Example:
 
 from sweep.evaluate import evaluate
 from sweep.grid import Grid, GridError
+from sweep.runner import SweepSummary, run_sweep
+from sweep.spec import SpecError, SweepSpec
+from sweep.store import load_results
 
-__all__ = ["Grid", "GridError", "evaluate"]
+__all__ = [
+    "Grid",
+    "GridError",
+    "SpecError",
+    "SweepSpec",
+    "SweepSummary",
+    "evaluate",
+    "load_results",
+    "run_sweep",
+]

@@ -197,5 +197,112 @@ def strategies_cmd(modules: tuple[str, ...], names: tuple[str, ...]) -> None:
             click.echo(f"    {pname:{width}}  {p.describe().rstrip()}")
 
 
+
+
+# -------------------------------------------------------------------------- sweeps
+# Lower is better for these; every other metric is sorted best-first descending.
+_ASCENDING = {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
+
+
+def _bad_input(message: str) -> None:
+    """Bad input or config: say so on stderr and exit 2 (nothing was computed or written)."""
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(2)
+
+
+def _sweep_options(func: Any) -> Any:
+    options = [
+        click.option("--cluster", "target", default=None, metavar="TARGET",
+                     help="'local' (default: a LocalCluster) or a scheduler address "
+                          "such as tcp://host:8786."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes of the local cluster (default: one per core)."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("results"), show_default=True,
+                     help="Results folder; the sweep writes OUT/NAME."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace results of a different sweep stored under OUT/NAME."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+                     help="Grid combinations per task (default: calibrated to ~1 s)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@_sweep_options
+def run(config: Path, target: str | None, workers: int | None, out: Path, overwrite: bool,
+        chunk_size: int | None, no_progress: bool) -> None:
+    """Run the sweep described by CONFIG.toml; resumes what is already on disk.
+
+    Exit codes: 0 done, 1 some runs or chunks failed, 2 bad input (nothing written).
+    """
+    from cluster import ClusterError
+    from sweep.runner import run_sweep
+    from sweep.spec import SpecError, SweepSpec
+
+    try:
+        spec = SweepSpec.from_toml(config)
+        summary = run_sweep(spec, target, out, workers=workers, overwrite=overwrite,
+                            chunk_size=chunk_size, progress=not no_progress,
+                            echo=lambda m: click.echo(m, err=True))
+    except (SpecError, ClusterError) as exc:
+        _bad_input(str(exc))
+    click.echo(summary.describe())
+    if not summary.ok:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows to show.")
+@click.option("--by", "metric", default="sharpe", show_default=True,
+              help="Metric to rank by (lower-is-better metrics rank ascending).")
+def show(results: Path, top: int, metric: str) -> None:
+    """Show a sweep's summary and its best runs by a metric."""
+    import json
+
+    import polars as pl
+
+    from engine import METRIC_NAMES
+    from sweep.store import load_results
+
+    meta_path = results / "sweep.json"
+    if not meta_path.exists():
+        _bad_input(f"{results}: no sweep.json here (not a sweep's results folder)")
+    meta = json.loads(meta_path.read_text())
+    if metric not in METRIC_NAMES:
+        _bad_input(f"--by {metric!r} is not a metric; metrics: {', '.join(METRIC_NAMES)}")
+    try:
+        lf = load_results(results)
+    except FileNotFoundError as exc:
+        _bad_input(str(exc))
+    spec = meta.get("spec", {})
+    click.echo(
+        f"{meta.get('name')}: strategy {spec.get('strategy')}, data {spec.get('data')}, "
+        f"{meta.get('runs_written', '?')} of {meta.get('n_runs', '?')} runs, "
+        f"status {meta.get('status')}"
+    )
+    params = [c for c in lf.collect_schema().names()
+              if c not in METRIC_NAMES and c not in
+              {"run_id", "chunk_id", "strategy", "window_start", "window_end", "combo",
+               "error"}]
+    shown = [*params, metric, *(m for m in ("total_return", "sharpe", "max_drawdown",
+                                              "n_trades") if m != metric)]
+    best = (lf.filter(pl.col("error").is_null())
+            .sort(metric, descending=metric not in _ASCENDING, nulls_last=True)
+            .select(shown).head(top).collect())
+    failed = lf.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
+    with pl.Config(tbl_rows=top, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        click.echo(best)
+    if failed:
+        click.echo(f"{failed} run(s) failed; see their 'error' column")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,237 @@
+"""``run_sweep``: validate, plan (or resume), run chunks on a Dask cluster, store results."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import cluster
+from sweep.plan import Plan, calibrate_chunk_size
+from sweep.spec import ResolvedSweep, SpecError, SweepSpec
+from sweep.store import ResultStore
+from sweep.worker import SweepContextPlugin, run_chunk
+
+__all__ = ["SweepSummary", "run_sweep"]
+
+_VERSIONED = ("backsweep", "numba", "numpy", "polars", "pyarrow", "dask", "distributed")
+
+
+@dataclass
+class SweepSummary:
+    """What a call to run_sweep did; ``ok`` is False when runs or chunks failed."""
+
+    path: Path
+    n_runs: int = 0
+    n_errors: int = 0
+    chunks_total: int = 0
+    chunks_run: int = 0
+    chunks_skipped: int = 0
+    failed_chunks: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.n_errors and not self.failed_chunks
+
+    def describe(self) -> str:
+        lines = [
+            f"{self.path}: {self.n_runs} runs in {self.chunks_total} chunks "
+            f"({self.chunks_run} computed now, {self.chunks_skipped} already on disk) "
+            f"in {self.seconds:.1f} s"
+        ]
+        if self.n_errors:
+            lines.append(f"  {self.n_errors} run(s) failed: see the 'error' column")
+        for cid, why in list(self.failed_chunks.items())[:5]:
+            lines.append(f"  chunk {cid} failed: {why}")
+        if len(self.failed_chunks) > 5:
+            lines.append(f"  ... and {len(self.failed_chunks) - 5} more failed chunks")
+        if self.failed_chunks:
+            lines.append("  rerun the same command to retry the missing chunks")
+        return "\n".join(lines)
+
+
+def run_sweep(
+    spec: SweepSpec | str | Path,
+    client: Any = None,
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    chunk_size: int | None = None,
+    max_in_flight: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> SweepSummary:
+    """Run a sweep on a Dask cluster and write ``OUT/NAME``; resumes what is on disk.
+
+    ``client``: a distributed.Client, a scheduler address, "local" or None (a local
+    cluster of ``workers`` processes). Invalid specs raise SpecError before any work.
+
+    Example:
+        >>> import sweep
+        >>> spec = sweep.SweepSpec.from_toml("examples/ma_demo.toml")   # doctest: +SKIP
+        >>> summary = sweep.run_sweep(spec, out="results")              # doctest: +SKIP
+        >>> sweep.load_results("results/ma_demo").collect()             # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    if not isinstance(spec, SweepSpec):
+        spec = SweepSpec.from_toml(spec)
+    resolved = spec.resolve()
+    store = ResultStore(Path(out or "results") / spec.name)
+    meta = _prepare_store(store, resolved, overwrite, chunk_size)
+    plan = Plan(**meta["plan"])
+    done = store.done_chunks()
+    todo = [cid for cid in range(plan.n_chunks) if cid not in done]
+    summary = SweepSummary(store.root, chunks_total=plan.n_chunks,
+                           chunks_skipped=plan.n_chunks - len(todo))
+    if todo:
+        meta["status"] = "running"
+        store.write_meta(meta)
+        try:
+            _execute(resolved, plan, todo, store, client, workers, max_in_flight, progress,
+                     echo, summary, meta["n_runs"])
+        except KeyboardInterrupt:
+            meta["status"] = "interrupted"
+            store.write_meta(meta)
+            echo(f"interrupted: finished chunks are kept in {store.root}; rerun to resume")
+            raise
+    summary.n_runs, summary.n_errors = _count(store)
+    summary.seconds = time.perf_counter() - started
+    meta.update(
+        status="complete" if len(store.done_chunks()) == plan.n_chunks else "incomplete",
+        runs_written=summary.n_runs, runs_failed=summary.n_errors,
+        failed_chunks={str(k): v for k, v in summary.failed_chunks.items()},
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        seconds_last_call=round(summary.seconds, 3),
+    )
+    store.write_meta(meta)
+    return summary
+
+
+def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
+                   chunk_size: int | None) -> dict[str, Any]:
+    """The sweep.json to run under: the existing one when resuming the same sweep."""
+    spec = resolved.spec
+    meta = store.read_meta()
+    identity = {"digest": spec.digest, "fingerprint": resolved.panel.fingerprint}
+    if meta is not None and {k: meta.get(k) for k in identity} != identity:
+        if not overwrite:
+            raise SpecError(
+                f"{store.root} holds results of a different sweep (spec {meta.get('digest')}, "
+                f"data {str(meta.get('fingerprint'))[:12]}) than this one (spec "
+                f"{spec.digest}, data {resolved.panel.fingerprint[:12]}); pass --overwrite "
+                "to replace them, or use another name or --out"
+            )
+        store.clear()
+        meta = None
+    store.clean_temp_files()
+    if meta is not None:
+        return meta
+    size = chunk_size or calibrate_chunk_size(resolved)
+    plan = Plan(size, resolved.n_combos, len(resolved.windows))
+    meta = {
+        **identity,
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "plan": plan.to_dict(),
+        "n_runs": resolved.n_runs,
+        "windows": [
+            {"window": k, "start": str(resolved.panel.timestamps[i0]),
+             "end": str(resolved.panel.timestamps[i1 - 1]), "bars": i1 - i0}
+            for k, (i0, i1) in enumerate(resolved.windows)
+        ],
+        "data": {"source": spec.data, "bars": resolved.panel.n_bars,
+                 "assets": resolved.panel.n_assets},
+        "versions": _versions(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": "planned",
+    }
+    store.write_meta(meta)
+    return meta
+
+
+def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: ResultStore,
+             client: Any, workers: int | None, max_in_flight: int | None, progress: bool,
+             echo: Callable[[str], None], summary: SweepSummary, total_runs: int) -> None:
+    from distributed import as_completed
+
+    key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}"
+    with cluster.connect(client, workers=workers) as c:
+        if c.dashboard_link:
+            echo(f"dashboard: {c.dashboard_link}")
+        plugin = SweepContextPlugin(key, resolved)
+        c.register_plugin(plugin, name=plugin.name)
+        slots = max_in_flight or max(4, 3 * sum(c.nthreads().values()))
+        bar = _progress_bar(total_runs, progress)
+        bar.update(_runs_on_disk(store))
+        pending = iter(todo)
+        window_of: dict[Any, tuple[int, int]] = {}
+
+        def submit(cid: int) -> Any:
+            chunk = plan.chunk(cid)
+            fut = c.submit(run_chunk, key, chunk, key=f"backsweep-{key}-{cid}", retries=2)
+            window_of[fut.key] = (chunk.window, cid)
+            return fut
+
+        running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
+                                                                 strict=False)])
+        try:
+            for fut in running:
+                window, cid = window_of.pop(fut.key)
+                try:
+                    table = fut.result()
+                except Exception as exc:  # e.g. KilledWorker after its retries
+                    summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
+                else:
+                    store.write_chunk(window, cid, table)
+                    summary.chunks_run += 1
+                    bar.update(table.num_rows)
+                fut.release()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running.add(submit(nxt))
+        except BaseException:
+            running.clear()
+            raise
+        finally:
+            bar.close()
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="runs", unit_scale=True, disable=not enabled,
+                smoothing=0.1, dynamic_ncols=True)
+
+
+def _runs_on_disk(store: ResultStore) -> int:
+    if not store.done_chunks():
+        return 0
+    return int(pl.scan_parquet(store.runs / "**" / "part-*.parquet", hive_partitioning=True)
+               .select(pl.len()).collect().item())
+
+
+def _count(store: ResultStore) -> tuple[int, int]:
+    if not store.done_chunks():
+        return 0, 0
+    lf = pl.scan_parquet(store.runs / "**" / "part-*.parquet", hive_partitioning=True)
+    row = lf.select(pl.len().alias("n"), pl.col("error").is_not_null().sum().alias("e")) \
+        .collect().row(0)
+    return int(row[0]), int(row[1])
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
