@@ -22,7 +22,7 @@ The rule: per asset, enter long when RSI(period) drops below ``lower`` and exit 
 rises above ``upper``. All positions are equally weighted; the weights row is re-issued only
 on bars where some position changes (NaN = "no instruction" otherwise, so positions drift
 instead of being re-traded every bar) - the same convention as the built-ins, via
-``strategies.signals.equal_weight_row``.
+``strategies.signals.states_to_weights``.
 
 Run it:
 
@@ -39,7 +39,7 @@ from numba import njit
 import strategies
 from engine import Panel
 from strategies import Param, Strategy, StrategyError, weights_kernel
-from strategies.signals import equal_weight_row
+from strategies.signals import states_to_weights
 
 __all__ = ["RSI_REVERSAL", "rsi"]
 
@@ -97,18 +97,15 @@ def _kernel(data, row, out):
     T, N = close.shape
     state = np.zeros(N, dtype=np.int64)  # 1 = long, 0 = flat
     for t in range(T):  # forward in time: row t sees bars 0..t only
-        changed = False
         for n in range(N):
             r = value[t, n]
-            if np.isnan(close[t, n]) or np.isnan(r):
-                continue  # no bar or RSI not warmed up: keep the state
-            if state[n] == 0 and r < lower:
-                state[n] = 1
-                changed = True
-            elif state[n] == 1 and r > upper:
-                state[n] = 0
-                changed = True
-        equal_weight_row(state, changed, close[t], out[t])
+            if not (np.isnan(close[t, n]) or np.isnan(r)):  # else keep the state
+                if state[n] == 0 and r < lower:
+                    state[n] = 1
+                elif state[n] == 1 and r > upper:
+                    state[n] = 0
+            out[t, n] = state[n]  # the position state; converted to weights below
+    states_to_weights(out, close)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from engine import Panel
 from engine.nb.stops import average_true_range
 from strategies.base import Param, Strategy, weights_kernel
 from strategies.indicators import rolling_max, rolling_min
-from strategies.signals import equal_weight_row
+from strategies.signals import states_to_weights
 
 __all__ = ["BREAKOUT"]
 
@@ -27,34 +27,28 @@ def _kernel(data, row, out):
     prev_upper = np.full(N, np.nan)  # channel as of the asset's previous bar
     prev_lower = np.full(N, np.nan)
     for t in range(T):
-        changed = False
         for n in range(N):
             c = close[t, n]
-            if np.isnan(c):
-                continue
-            a = atr[t, n]
-            exited = False
-            if state[n] == 1:
-                extreme[n] = max(extreme[n], c)
-                exited = not np.isnan(a) and c < extreme[n] - mult * a
-            elif state[n] == -1:
-                extreme[n] = min(extreme[n], c)
-                exited = not np.isnan(a) and c > extreme[n] + mult * a
-            if exited:
-                state[n] = 0
-                changed = True
-            elif state[n] == 0:
-                if c > prev_upper[n]:
+            if not np.isnan(c):
+                a = atr[t, n]
+                if state[n] == 1:
+                    extreme[n] = max(extreme[n], c)
+                    if not np.isnan(a) and c < extreme[n] - mult * a:
+                        state[n] = 0
+                elif state[n] == -1:
+                    extreme[n] = min(extreme[n], c)
+                    if not np.isnan(a) and c > extreme[n] + mult * a:
+                        state[n] = 0
+                elif c > prev_upper[n]:  # flat (an exit bar is not also an entry bar)
                     state[n] = 1
                     extreme[n] = c
-                    changed = True
                 elif long_short and c < prev_lower[n]:
                     state[n] = -1
                     extreme[n] = c
-                    changed = True
-            prev_upper[n] = upper[t, n]
-            prev_lower[n] = lower[t, n]
-        equal_weight_row(state, changed, close, out, t)
+                prev_upper[n] = upper[t, n]
+                prev_lower[n] = lower[t, n]
+            out[t, n] = state[n]
+    states_to_weights(out, close)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 from engine import Panel
 from strategies.base import Param, Strategy, weights_kernel
 from strategies.indicators import ema, rolling_mean
-from strategies.signals import equal_weight_row
+from strategies.signals import states_to_weights
 
 __all__ = ["MA_CROSS"]
 
@@ -24,28 +24,22 @@ def _kernel(data, row, out):
     # flip of this relation. Equal bars don't count; warm-up (NaN averages) forgets it.
     relation = np.zeros(N, dtype=np.int64)
     for t in range(T):
-        changed = False
         for n in range(N):
-            if np.isnan(close[t, n]):
-                continue  # no bar: keep the position and the memory
-            f = fast[t, n]
-            s = slow[t, n]
-            if np.isnan(f) or np.isnan(s):
-                relation[n] = 0
-                continue
-            d = 1 if f > s else (-1 if f < s else 0)
-            if d == 0:
-                continue
-            new = state[n]
-            if d == 1 and relation[n] == -1:
-                new = 1
-            elif d == -1 and relation[n] == 1:
-                new = -1 if long_short else 0
-            relation[n] = d
-            if new != state[n]:
-                state[n] = new
-                changed = True
-        equal_weight_row(state, changed, close, out, t)
+            if not np.isnan(close[t, n]):  # no bar: keep the position and the memory
+                f = fast[t, n]
+                s = slow[t, n]
+                if np.isnan(f) or np.isnan(s):
+                    relation[n] = 0
+                else:
+                    d = 1 if f > s else (-1 if f < s else 0)
+                    if d == 1 and relation[n] == -1:
+                        state[n] = 1
+                    elif d == -1 and relation[n] == 1:
+                        state[n] = -1 if long_short else 0
+                    if d != 0:
+                        relation[n] = d
+            out[t, n] = state[n]
+    states_to_weights(out, close)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

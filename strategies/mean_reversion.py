@@ -7,7 +7,7 @@ import numpy as np
 from engine import Panel
 from strategies.base import Param, Strategy, StrategyError, weights_kernel
 from strategies.indicators import rolling_mean, rolling_std
-from strategies.signals import equal_weight_row
+from strategies.signals import states_to_weights
 
 __all__ = ["MEAN_REVERSION"]
 
@@ -23,25 +23,20 @@ def _kernel(data, row, out):
     T, N = close.shape
     state = np.zeros(N, dtype=np.int64)
     for t in range(T):
-        changed = False
         for n in range(N):
             c = close[t, n]
             sd = std[t, n]
-            if np.isnan(c) or np.isnan(sd) or sd == 0.0:
-                continue
-            z = (c - mean[t, n]) / sd
-            new = state[n]
-            if (state[n] == 1 and z > -exit_z) or (state[n] == -1 and z < exit_z):
-                new = 0
-            if new == 0 and state[n] == 0:
-                if z < -entry_z:
-                    new = 1
-                elif long_short and z > entry_z:
-                    new = -1
-            if new != state[n]:
-                state[n] = new
-                changed = True
-        equal_weight_row(state, changed, close, out, t)
+            if not (np.isnan(c) or np.isnan(sd) or sd == 0.0):
+                z = (c - mean[t, n]) / sd
+                if (state[n] == 1 and z > -exit_z) or (state[n] == -1 and z < exit_z):
+                    state[n] = 0
+                elif state[n] == 0:
+                    if z < -entry_z:
+                        state[n] = 1
+                    elif long_short and z > entry_z:
+                        state[n] = -1
+            out[t, n] = state[n]
+    states_to_weights(out, close)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -3,33 +3,37 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["equal_weight_row", "top_bottom_row"]
+__all__ = ["states_to_weights", "top_bottom_row"]
 
 
-@njit(nogil=True, cache=True, inline="always")
-def equal_weight_row(state, changed, close, out, t):
-    """Row t of the weights from per-asset position states in {-1, 0, +1}.
+@njit(nogil=True, cache=True)
+def states_to_weights(out, close):
+    """Turn per-bar position states into weights, in place.
 
-    On a bar where some state changed, every held asset gets state / k (k = assets held) and
-    every flat asset with a bar gets 0 (close). Otherwise the row is NaN: no instruction, so
-    positions drift instead of being re-traded every bar. Assets without a bar get NaN.
-    (Rows are addressed by index, not passed as views: a view per bar costs reference
-    counting in the kernel's hot loop.)
+    On entry ``out[t, n]`` is asset n's position state after bar t: +1 long, -1 short,
+    0 flat. On exit, a bar where some state changed gets state / k for every held asset
+    (k = assets held) and 0 for flat assets with a bar; any other bar is NaN: no
+    instruction, so positions drift instead of being re-traded every bar. Assets without a
+    bar get NaN. (One call per run: a helper called per bar costs reference counting.)
     """
-    N = state.shape[0]
-    if not changed:
+    T, N = out.shape
+    prev = np.zeros(N)
+    for t in range(T):
+        changed = False
+        held = 0
         for n in range(N):
-            out[t, n] = np.nan
-        return
-    k = 0
-    for n in range(N):
-        if state[n] != 0:
-            k += 1
-    for n in range(N):
-        if np.isnan(close[t, n]):
-            out[t, n] = np.nan
-        else:
-            out[t, n] = state[n] / k if state[n] != 0 else 0.0
+            s = out[t, n]
+            if s != prev[n]:
+                changed = True
+            if s != 0.0:
+                held += 1
+        for n in range(N):
+            s = out[t, n]
+            prev[n] = s
+            if not changed or np.isnan(close[t, n]):
+                out[t, n] = np.nan
+            else:
+                out[t, n] = s / held if s != 0.0 else 0.0
 
 
 @njit(nogil=True, cache=True)
