@@ -148,10 +148,13 @@ def run_backtest(
     panel = panel.take(i0, i1)
     w = w[i0:i1]
     last_bar = last_valid_bars(panel.close)
-    log = np.empty(1024, dtype=TRADE_DTYPE)
+    # A trade needs a finite weight to open it, so this nearly always suffices (stops,
+    # delistings and reversals aside); when it doesn't, the run is repeated with room.
+    log = np.empty(int(np.isfinite(w).sum()) + panel.n_assets + 16, dtype=TRADE_DTYPE)
+    record = 2 if positions else 1
     while True:
         equity, cash, exposure, fees, notional, pos, n_trades, acct = simulate(
-            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, True, log
+            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, record, log
         )
         if n_trades <= log.shape[0]:
             break

@@ -68,7 +68,7 @@ def top_bottom_row(score, close, t, n_pick, long_short, score_weighted, out):
         _assign(order[m - n_long:], score, t, mean, -side, score_weighted, out)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _assign(picked, score, t, mean, side, score_weighted, out):
     k = picked.shape[0]
     if k == 0:

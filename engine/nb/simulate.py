@@ -82,7 +82,7 @@ def _delisting_bars(last_bar, n_bars):
     return out
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _mark(book, close, t):
     """Mark held positions to this bar's closes (assets without a bar keep their last)."""
     for n in range(book.shape[1]):
@@ -92,7 +92,7 @@ def _mark(book, close, t):
                 book[MARK, n] = c
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _equity(book, cash):
     eq = cash
     for n in range(book.shape[1]):
@@ -102,7 +102,7 @@ def _equity(book, cash):
     return eq
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
@@ -178,9 +178,10 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
 def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
     """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
 
-    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct)``. With
-    ``record``, positions are filled in and trades written to ``log`` (TRADE_DTYPE records)
-    while it has room; ``n_trades`` counts them all, so a short log can be retried.
+    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct)``.
+    ``record``: 0 = metrics only; 1 = also write trades to ``log`` (TRADE_DTYPE records)
+    while it has room (``n_trades`` counts them all, so a short log can be retried);
+    2 = trades and the (T, N) positions matrix.
     """
     T, N = close.shape
     book = _new_book(N)
@@ -191,7 +192,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
     exposure = np.empty(T)
     fees = np.empty(T)
     notional = np.empty(T)
-    positions = np.zeros((T if record else 0, N))
+    positions = np.zeros((T if record == 2 else 0, N))
     n_log = 0
     closed = np.empty(1, dtype=TRADE_DTYPE)
     idx = np.empty(N, dtype=np.int64)
@@ -286,7 +287,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
         gross = 0.0
         for n in range(N):
             p = book[POS, n]
-            if record:
+            if record == 2:
                 positions[t, n] = p
             if p == 0.0:
                 continue
@@ -336,7 +337,7 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             atr_window = cfg.atr_window
         w = weights[r] if weights.shape[0] > 1 else weights[0]
         equity, _, exposure, fees, notional, _, _, acct = simulate(
-            open_, high, low, close, w, cfg, last_bar, atr, False, no_log
+            open_, high, low, close, w, cfg, last_bar, atr, 0, no_log
         )
         out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
                              periods_per_year)
