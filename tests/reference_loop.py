@@ -4,48 +4,70 @@ Written from the spec only (never from the Numba kernels), so that the parity te
 independent readings of docs/engine.md. Everything is plain Python floats and loops; numpy is
 only used to hold the outputs and for the metrics' final arithmetic.
 
-Ambiguities in docs/engine.md and the reading this file takes (each is a switch in `Interp`
-so a disagreement with the engine can be pinned to one reading in a couple of lines):
+Ambiguities in docs/engine.md and the reading this file takes. Where my first (literal)
+reading differed from the engine's and the engine's is a defensible reading, the default
+follows the engine and the literal reading stays available as a switch in `Interp`, so the
+lead can settle it by flipping one flag (A4, A5, A9, A12, A15 were settled in the engine's
+reading, now written into docs/engine.md):
 
 A1  min_trade_value in "next_open" mode: the price in `abs(qty) * price` is the decision
-    bar's close (the order is fully decided at the close, "the engine does not know the next
-    open when it decides"), not the fill bar's open.  [Interp.mtv_price_at_fill]
+    bar's close (the order is fully decided at the close), not the fill bar's open.
+    [Interp.mtv_price_at_fill]
 A2  "Orders whose closes a position fully (target 0)": read as target *quantity* == 0 while
-    pos != 0 (so with whole shares a tiny weight that truncates to 0 shares is a full close
-    and is exempt from min_trade_value / min_weight_change).  [Interp.exempt_on_zero_weight]
+    pos != 0 (with whole shares a tiny weight that truncates to 0 shares is a full close and
+    is exempt from min_trade_value / min_weight_change). [Interp.exempt_on_zero_weight]
 A3  min_weight_change compares the leverage-scaled target weight with the current weight
     `pos * close / E` (E and close of the decision bar).
-A4  Leverage scaling: `sum(|w| over finite w)` is over every finite weight in the row, also
-    for assets that cannot trade this bar (no close, delisting bar, stop-blocked); held_nan is
-    over held assets whose weight is NaN.  [Interp.gross_only_tradable]
-A5  The weight "in force when the stop fired" is the asset's last finite raw (unscaled) weight
-    in the rows before the stop bar; later rows are compared with it by exact equality, also
-    raw. [Interp.block_weight_any_row]: False = only rows where the weight was actually
-    considered (asset had a close, was not being delisted, not the panel's last bar in
-    next_open mode).
+A4  SETTLED (docs/engine.md now says so). Leverage scaling, which weights count in `sum(|w| over finite w)`. Literal: every
+    finite weight in the row. Default (the engine's): a finite weight that cannot act this
+    bar counts as NaN (no close, delisting bar in next_open mode, stop-blocked and equal to
+    the block weight), so a held asset with such a weight goes into held_nan; in "close"
+    mode an asset on its delisting bar counts as weight 0 (its target is forced to 0).
+    [Interp.gross_only_tradable, Interp.gross_skips_blocked]
+A5  SETTLED (docs/engine.md now says so). "The weight in force when the stop fired": default (the engine's) = the asset's
+    last finite raw weight that was actually considered at a decision (the asset had a close,
+    was not on its delisting bar, not the last bar in next_open mode). Literal alternative:
+    the last finite value in the weights column before the stop bar, also one given on a
+    halted bar. Rows are compared with it raw (unscaled) by exact equality.
+    [Interp.block_weight_any_row]
 A6  ATR with halts: true ranges are computed over the asset's own valid bars (halts skipped,
-    "prev close" = previous valid close, "first bar" = the asset's first valid bar), and ATR(n)
-    is the mean of the last n of them.  [Interp.atr_nan_on_halt]
+    "prev close" = previous valid close, "first bar" = the asset's first valid bar), and
+    ATR(n) is the mean of the last n of them. [Interp.atr_nan_on_halt]
 A7  "The ATR level is fixed when the trade opens": the level itself is fixed at the first
     entry fill, `first fill price -/+ k * ATR`; later increases (which move the average entry
-    used by stop_loss/take_profit) do not move it.  [Interp.atr_level_from_avg_entry]
+    used by stop_loss/take_profit) do not move it. [Interp.atr_level_from_avg_entry]
 A8  A stop or delisting exit whose sale is refused (negative proceeds: fixed fee > sale) does
     not happen: the position and trade stay open, no stop block is set; the stop is checked
     again on the next bar.
-A9  "Non-positive equity at a decision: no new orders" = no orders at all from that weights
-    row (also no closing orders). The forced delisting close-out of "close" mode still happens
-    (it is not a decision from weights).
+A9  SETTLED (docs/engine.md now says so). "Non-positive equity at a decision: no new orders". Default (the engine's): only
+    full closes (weight exactly 0) are executed from that row; every other weight is ignored
+    (w * E / close would even flip the sign of the target). Literal alternative: no orders at
+    all from the row. The forced delisting close-out of "close" mode happens in both.
+    [Interp.closes_at_nonpositive_equity]
 A10 Trades: quantity is positive (direction says long/short); entry/exit prices are the
     quantity-weighted average *fill* prices (slippage included); "return" = pnl / sum(q * fill
-    price) of the increasing fills (fees not in the denominator); an open trade's exit_price is
-    the average of its reducing fills so far, NaN if none.
-A11 Cash account: a buy is "beyond tolerance" when cost > cash * (1 + 1e-9); a fill within the
-    tolerance that leaves cash < 0 sets cash to exactly 0. A cash-reduced quantity is not
-    re-checked against min_trade_value.
+    price) of the increasing fills (fees not in the denominator). An open trade's exit_price is
+    not specified: here the average of its reducing fills so far (NaN if none); the engine
+    reports the last mark. Not compared.
+A11 Cash account: a buy is "beyond tolerance" when cost > cash * (1 + 1e-9); a buy that leaves
+    cash within 1e-9 * (cash before) of zero, on either side, sets cash to exactly 0 (the
+    engine also snaps positive dust; margin accounts never snap). A cash-reduced quantity is
+    not re-checked against min_trade_value.
 A12 Metrics: skew/kurtosis are NaN when the population variance of r is 0; profit_factor is
-    inf when there is no losing closed trade (also if all closed pnl are 0); max drawdown
-    duration counts bars with equity strictly below the running peak (peak starts at
-    init_cash); periods per year uses the span in fractional days (ns / 86400e9).
+    inf when there is no losing closed trade but some winner, NaN when all closed pnl are 0
+    (0 / 0; the spec's "inf if no loss" would say inf); max drawdown duration counts bars with
+    equity strictly below the running peak (peak starts at init_cash); periods per year uses
+    the span in fractional days (ns / 86400e9).
+A13 "close" mode sort key `order * close`: with fractional shares computed as
+    `w * E - pos * close` (the same number, but exact for equal weights, so an equal-weight
+    portfolio's buys really tie and keep asset order, as the engine does); with whole shares
+    it is the truncated order times the close, as written.
+A15 SETTLED (docs/engine.md now says so). Metrics at non-positive equity (the spec is silent; its formulas give negative
+    nonsense): turnover is NaN when mean(equity) <= 0, and a bar with equity <= 0 counts as
+    exposure 0 in the mean. Both are the engine's guards.
+A14 Knife edges (see EDGE): where the spec's discrete decision sits exactly on its boundary in
+    exact arithmetic (e.g. a rebalance sale worth exactly the fixed fee: proceeds 0), either
+    outcome is correct; the reference records the bar and parity tests stop comparing there.
 """
 
 from __future__ import annotations
@@ -62,19 +84,27 @@ from engine.panel import Panel
 __all__ = ["CASH_TOL", "Interp", "RefResult", "compute_metrics", "reference_backtest"]
 
 CASH_TOL = 1e-9  # relative tolerance on cash in a cash account (spec: "1e-9 relative")
+# A discrete decision (fill or not, which whole number, which order first, stop or not) taken
+# this close (relative) to its boundary is a knife edge: two correct implementations that round
+# differently in the last bits may legitimately decide differently. The first such bar is
+# recorded in RefResult.knife_edge_bar so parity tests compare only the bars before it.
+EDGE = 1e-11  # float noise here is ~1e-15 relative; 1e-9 would touch the cash tolerance
 STOP_REASONS = ("stop_loss", "atr_stop", "trailing_stop", "take_profit")
 
 
 @dataclass(frozen=True)
 class Interp:
-    """Switches for the ambiguous points listed at the top of the file (defaults = my reading)."""
+    """Switches for the ambiguous points listed at the top of the file (defaults = the readings
+    the parity tests currently hold the engine to; "PENDING" ones await a decision)."""
 
     mtv_price_at_fill: bool = False          # A1
     exempt_on_zero_weight: bool = False      # A2
-    gross_only_tradable: bool = False        # A4
-    block_weight_any_row: bool = True        # A5
+    gross_only_tradable: bool = True         # A4 (False = the literal reading)
+    gross_skips_blocked: bool = True         # A4 (only with gross_only_tradable)
+    block_weight_any_row: bool = False       # A5 (True = the literal reading)
     atr_nan_on_halt: bool = False            # A6
     atr_level_from_avg_entry: bool = False   # A7
+    closes_at_nonpositive_equity: bool = True  # A9 (False = the literal reading)
 
 
 @dataclass
@@ -87,6 +117,8 @@ class RefResult:
     positions: np.ndarray
     trades: list[dict[str, Any]]
     metrics: dict[str, float]
+    knife_edge_bar: int | None = None
+    knife_edges: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +133,7 @@ class _Trade:
     entry_notional: float = 0.0  # sum of q * fill price of increasing fills
     exit_qty: float = 0.0
     exit_notional: float = 0.0
+    last_exit_price: float = math.nan
     cash_flow: float = 0.0       # net cash of the trade, fees included
     fees: float = 0.0
     extreme: float = math.nan    # trailing reference: peak (long) / trough (short)
@@ -109,6 +142,10 @@ class _Trade:
 
     @property
     def entry_price(self) -> float:
+        # exact for a single fill (q * p / q may be 1 ulp off p, which breaks exact ties
+        # between stop levels, e.g. stop_loss == trailing_stop right after the entry)
+        if self.entry_notional == self.entry_qty * self.first_price:
+            return self.first_price
         return self.entry_notional / self.entry_qty
 
 
@@ -117,7 +154,7 @@ class _Order:
     asset: int
     qty: float           # signed
     reason: str
-    target_zero: bool    # closes the position fully
+    value: float         # qty * decision close: the sort key in "close" mode
 
 
 @dataclass
@@ -141,6 +178,8 @@ class _State:
     bar_fees: float = 0.0
     bar_turnover: float = 0.0
     pending: list[_Order] = field(default_factory=list)
+    edge_bar: int | None = None
+    edges: list[str] = field(default_factory=list)
 
     @property
     def n_assets(self) -> int:
@@ -154,6 +193,30 @@ class _State:
 # ---------------------------------------------------------------------------- helpers
 def _finite(x: float) -> bool:
     return not math.isnan(x) and not math.isinf(x)
+
+
+def _edge(st: _State, t: int, a: float, b: float, scale: float, what: str) -> None:
+    """Record a knife edge when a decision compares a with b and they are within EDGE."""
+    if abs(a - b) <= EDGE * abs(scale):
+        if st.edge_bar is None:
+            st.edge_bar = t
+        st.edges.append(f"bar {t}: {what} ({a!r} vs {b!r})")
+
+
+def _edge_sort(st: _State, t: int, keys: list[float]) -> None:
+    """Two nearly (not exactly) equal sort keys: the execution order is a knife edge when
+    the order matters, i.e. in a cash account where a later buy may be cut by cash."""
+    if not st.cash_account:
+        return
+    for i in range(1, len(keys)):
+        if keys[i] != keys[i - 1]:
+            _edge(st, t, keys[i], keys[i - 1], max(abs(keys[i]), abs(keys[i - 1])),
+                  "execution order")
+
+
+def _edge_int(st: _State, t: int, x: float, what: str) -> None:
+    """Whole shares: truncating x is a knife edge when x is within EDGE of an integer."""
+    _edge(st, t, x, float(round(x)), max(1.0, abs(x)), what)
 
 
 def _equity(st: _State) -> float:
@@ -212,7 +275,11 @@ def _last_valid_bars(panel: Panel) -> list[int]:
 # ---------------------------------------------------------------------------- trades
 def _close_trade_record(st: _State, tr: _Trade, exit_bar: int | None, reason: str,
                         mark: float, open_qty: float) -> dict[str, Any]:
-    exit_price = tr.exit_notional / tr.exit_qty if tr.exit_qty > 0 else math.nan
+    exit_price = math.nan
+    if tr.exit_qty > 0:
+        exit_price = tr.exit_notional / tr.exit_qty
+        if tr.last_exit_price * tr.exit_qty == tr.exit_notional:
+            exit_price = tr.last_exit_price  # a single exit fill: exact
     pnl = tr.cash_flow + (open_qty * mark if open_qty != 0.0 else 0.0)
     return {
         "asset": st.panel.assets[tr.asset],
@@ -266,6 +333,7 @@ def _book_fill(st: _State, t: int, n: int, dq: float, price: float, fee: float,
     if q <= held:
         tr.exit_qty += q
         tr.exit_notional += q * price
+        tr.last_exit_price = price
         tr.cash_flow += -side * q * price - fee
         tr.fees += fee
         if pos + dq == 0.0:
@@ -277,6 +345,7 @@ def _book_fill(st: _State, t: int, n: int, dq: float, price: float, fee: float,
     fee_open = fee - fee_close
     tr.exit_qty += held
     tr.exit_notional += held * price
+    tr.last_exit_price = price
     tr.cash_flow += -side * held * price - fee_close
     tr.fees += fee_close
     st.closed.append(_close_trade_record(st, tr, t, reason, math.nan, 0.0))
@@ -297,25 +366,35 @@ def _execute(st: _State, t: int, n: int, dq: float, p: float, reason: str,
         fp = p * (1.0 + s)
         q = dq
         cost = q * fp * (1.0 + c) + f
+        if st.cash_account:
+            _edge(st, t, cost, st.cash * (1.0 + CASH_TOL), max(cost, st.cash), "cash limit")
         if st.cash_account and cost > st.cash * (1.0 + CASH_TOL):
+            if f > 0.0:  # with f = 0 both sides are exact (cash is snapped to 0)
+                _edge(st, t, st.cash, f, max(f, st.cash), "cash vs fixed fee")
             if st.cash <= f:
                 return False
             q = (st.cash - f) / (1.0 + c) / fp
             if not cfg.fractional:
+                _edge_int(st, t, q, "whole shares of a cash-limited buy")
                 q = float(math.trunc(q))
             if q <= 0.0:
                 return False
             cost = q * fp * (1.0 + c) + f
         commission = q * fp * c
         _book_fill(st, t, n, q, fp, commission + f, reason, decision_bar)
+        before = st.cash
         st.cash -= cost
-        if st.cash_account and st.cash < 0.0:
-            st.cash = 0.0  # within the tolerance (A11)
+        if st.cash_account:
+            _edge(st, t, st.cash, CASH_TOL * before, before, "cash snap to zero")
+        if st.cash_account and st.cash <= CASH_TOL * before:
+            st.cash = 0.0  # a result within the tolerance of zero, either side (A11)
         st.pos[n] += q
     else:
         fp = p * (1.0 - s)
         q = -dq
         proceeds = q * fp * (1.0 - c) - f
+        if f > 0.0:  # q may be a small difference of big numbers: scale by the position
+            _edge(st, t, proceeds, 0.0, max(q, abs(st.pos[n])) * fp, "sale proceeds vs 0")
         if proceeds < 0.0:
             return False
         commission = q * fp * c
@@ -337,6 +416,7 @@ def _fill_pending(st: _State, t: int) -> None:
             continue  # no open this bar: dropped
         live.append((o.qty * op, k, o))
     live.sort(key=lambda x: (x[0], x[1]))  # stable: ties keep asset order
+    _edge_sort(st, t, [k for k, _, _ in live])
     for _, _, o in live:
         _execute(st, t, o.asset, o.qty, float(st.panel.open[t, o.asset]), o.reason, t - 1)
     st.pending = []
@@ -386,8 +466,12 @@ def _check_stops(st: _State, t: int) -> None:
             level, reason = cands[0]
             for lv, rs in cands[1:]:
                 # long: the highest level; short: the lowest; ties keep the earlier stop
+                if lv != level:  # an exact tie is the spec's tie-break, not a knife edge
+                    _edge(st, t, lv, level, level, f"stop levels {rs} vs {reason}")
                 if (d > 0 and lv > level) or (d < 0 and lv < level):
                     level, reason = lv, rs
+            _edge(st, t, o, level, level, f"open vs {reason} level")
+            _edge(st, t, lo if d > 0 else h, level, level, f"range vs {reason} level")
             if d > 0:
                 if o <= level:
                     fire_price = o
@@ -401,6 +485,8 @@ def _check_stops(st: _State, t: int) -> None:
         if math.isnan(fire_price) and cfg.take_profit is not None:
             tp_level = entry * (1.0 + d * cfg.take_profit)
             reason = "take_profit"
+            _edge(st, t, o, tp_level, tp_level, "open vs take_profit level")
+            _edge(st, t, h if d > 0 else lo, tp_level, tp_level, "range vs take_profit level")
             if d > 0:
                 if o >= tp_level:
                     fire_price = o
@@ -435,17 +521,23 @@ def _mark(st: _State, t: int) -> None:
             st.mark[n] = c
 
 
-def _scaled_row(st: _State, t: int, E: float, tradable: list[bool]) -> list[float]:
+def _scaled_row(st: _State, t: int, E: float, tradable: list[bool],
+                forced_zero: list[bool]) -> list[float]:
     """Weights row t scaled down to max_leverage (spec "Weights rows, leverage and shorting")."""
     row = [float(x) for x in st.weights[t]]
     sum_w = 0.0
     held_nan = 0.0
     for n in range(st.n_assets):
         w = row[n]
-        counts = tradable[n] if st.interp.gross_only_tradable else True
-        if not math.isnan(w) and counts:
+        if st.interp.gross_only_tradable:
+            if forced_zero[n]:
+                w = 0.0  # close mode, delisting bar: the target is 0 whatever the weight
+            elif not math.isnan(w) and (not tradable[n] or (
+                    st.interp.gross_skips_blocked and st.blocked[n] and w == st.block_w[n])):
+                w = math.nan  # a weight that cannot act counts as no instruction
+        if not math.isnan(w):
             sum_w += abs(w)
-        elif math.isnan(w) and st.pos[n] != 0.0:
+        elif st.pos[n] != 0.0:
             held_nan += abs(st.pos[n] * st.mark[n]) / E
     gross = sum_w + held_nan
     if gross > st.cfg.max_leverage and sum_w > 0.0:
@@ -455,7 +547,8 @@ def _scaled_row(st: _State, t: int, E: float, tradable: list[bool]) -> list[floa
 
 
 def _size_orders(st: _State, t: int, E: float, row: list[float],
-                 tradable: list[bool], raw: list[float]) -> list[_Order]:
+                 tradable: list[bool], raw: list[float],
+                 only_closes: bool = False) -> list[_Order]:
     """order = target qty - pos for each tradable asset with a finite (scaled) weight,
     minus the orders skipped by blocks and the minimum filters."""
     cfg = st.cfg
@@ -464,7 +557,7 @@ def _size_orders(st: _State, t: int, E: float, row: list[float],
         if not tradable[n]:
             continue
         w_raw = raw[n]
-        if math.isnan(w_raw):
+        if math.isnan(w_raw) or (only_closes and w_raw != 0.0):
             continue
         st.considered_w[n] = w_raw
         if st.blocked[n]:
@@ -474,9 +567,14 @@ def _size_orders(st: _State, t: int, E: float, row: list[float],
         w = row[n]
         close = float(st.panel.close[t, n])
         target = w * E / close
-        if not cfg.fractional:
+        if not cfg.fractional and w != 0.0:  # w = 0 gives exactly 0: no noise
+            _edge_int(st, t, target, f"whole-share target of asset {n}")
             target = float(math.trunc(target))
         dq = target - st.pos[n]
+        if cfg.fractional and cfg.fixed_fee > 0.0 and st.pos[n] != 0.0 and target != 0.0:
+            # dq is 0 in exact arithmetic (e.g. w = 1 repeated, fully invested): filling the
+            # dust or not only matters when a fill costs a fixed fee
+            _edge(st, t, dq, 0.0, st.pos[n], f"dust order of asset {n}")
         if dq == 0.0:
             continue
         full_close = (w == 0.0) if st.interp.exempt_on_zero_weight else (target == 0.0)
@@ -484,6 +582,7 @@ def _size_orders(st: _State, t: int, E: float, row: list[float],
         if not full_close:
             if cfg.min_weight_change > 0.0:
                 cur_w = st.pos[n] * close / E
+                _edge(st, t, abs(w - cur_w), cfg.min_weight_change, 1.0, "min_weight_change")
                 if abs(w - cur_w) < cfg.min_weight_change:
                     continue
             if cfg.min_trade_value > 0.0:
@@ -491,9 +590,14 @@ def _size_orders(st: _State, t: int, E: float, row: list[float],
                 if st.interp.mtv_price_at_fill and cfg.fill == "next_open":
                     nxt = float(st.panel.open[t + 1, n])
                     price = nxt if _finite(nxt) else close
+                _edge(st, t, abs(dq) * price, cfg.min_trade_value, cfg.min_trade_value,
+                      "min_trade_value")
                 if abs(dq) * price < cfg.min_trade_value:
                     continue
-        orders.append(_Order(asset=n, qty=dq, reason="signal", target_zero=target == 0.0))
+        # order value w*E - pos*close: algebraically order*close, but exact for equal weights,
+        # so ties between equal target values really keep asset order (see A13)
+        value = (w * E - st.pos[n] * close) if cfg.fractional else dq * close
+        orders.append(_Order(asset=n, qty=dq, reason="signal", value=value))
     return orders
 
 
@@ -507,11 +611,12 @@ def _decide_next_open(st: _State, t: int) -> None:
         for n in range(st.n_assets)
     ]
     E = _equity(st)
-    if E <= 0.0:
+    _edge(st, t, E, 0.0, st.cfg.init_cash, "equity vs 0")
+    if E <= 0.0 and not st.interp.closes_at_nonpositive_equity:
         return
     raw = [float(x) for x in st.weights[t]]
-    row = _scaled_row(st, t, E, tradable)
-    st.pending = _size_orders(st, t, E, row, tradable, raw)
+    row = _scaled_row(st, t, E, tradable, [False] * st.n_assets) if E > 0.0 else raw
+    st.pending = _size_orders(st, t, E, row, tradable, raw, only_closes=E <= 0.0)
 
 
 def _decide_fill_close(st: _State, t: int) -> None:
@@ -523,15 +628,20 @@ def _decide_fill_close(st: _State, t: int) -> None:
     delisting = [st.last_valid[n] == t and t != T - 1 for n in range(st.n_assets)]
     tradable = [has_close[n] and not delisting[n] for n in range(st.n_assets)]
     orders: list[_Order] = []
+    _edge(st, t, E, 0.0, st.cfg.init_cash, "equity vs 0")
+    raw = [float(x) for x in st.weights[t]]
     if E > 0.0:
-        raw = [float(x) for x in st.weights[t]]
-        row = _scaled_row(st, t, E, tradable)
+        row = _scaled_row(st, t, E, tradable, delisting)
         orders = _size_orders(st, t, E, row, tradable, raw)
+    elif st.interp.closes_at_nonpositive_equity:
+        orders = _size_orders(st, t, E, raw, tradable, raw, only_closes=True)
     for n in range(st.n_assets):
         if delisting[n] and st.pos[n] != 0.0:
-            orders.append(_Order(asset=n, qty=-st.pos[n], reason="delisted", target_zero=True))
-    keyed = [(o.qty * float(st.panel.close[t, o.asset]), o.asset, o) for o in orders]
+            c = float(st.panel.close[t, n])
+            orders.append(_Order(asset=n, qty=-st.pos[n], reason="delisted", value=-st.pos[n] * c))
+    keyed = [(o.value, o.asset, o) for o in orders]
     keyed.sort(key=lambda x: (x[0], x[1]))  # stable sort, ties keep asset order
+    _edge_sort(st, t, [k for k, _, _ in keyed])
     for _, _, o in keyed:
         _execute(st, t, o.asset, o.qty, float(st.panel.close[t, o.asset]), o.reason, t)
 
@@ -607,7 +717,8 @@ def reference_backtest(panel: Panel, weights: np.ndarray, cfg: EngineConfig,
             trades.append(_close_trade_record(st, tr, None, "open", st.mark[n], st.pos[n]))
     trades.sort(key=lambda d: (d["entry_bar"], panel.assets.index(d["asset"])))
     metrics = compute_metrics(equity, exposure, fees, turnover, trades, cfg, panel.timestamps)
-    return RefResult(equity, cash, exposure, fees, turnover, positions, trades, metrics)
+    return RefResult(equity, cash, exposure, fees, turnover, positions, trades, metrics,
+                     st.edge_bar, st.edges)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -663,11 +774,13 @@ def compute_metrics(equity: np.ndarray, exposure: np.ndarray, fees: np.ndarray,
     if not closed:
         m["profit_factor"] = nan
     elif not any(tr["pnl"] < 0 for tr in closed):
-        m["profit_factor"] = math.inf
+        m["profit_factor"] = math.inf if gains > 0 else nan  # A12: 0 / 0 is undefined
     else:
         m["profit_factor"] = gains / losses
-    m["turnover"] = float(sum(turnover)) / 2.0 / (sum(eq) / T) / years
-    m["exposure"] = sum(float(exposure[t]) / eq[t] for t in range(T)) / T
+    mean_eq = sum(eq) / T
+    # A15: the spec's ratios are meaningless at non-positive equity; the engine's guards
+    m["turnover"] = nan if mean_eq <= 0 else float(sum(turnover)) / 2.0 / mean_eq / years
+    m["exposure"] = sum(float(exposure[t]) / eq[t] if eq[t] > 0 else 0.0 for t in range(T)) / T
     m["fees"] = float(sum(fees))
     m["final_equity"] = eq[-1]
     m2 = sum((x - mean_r) ** 2 for x in r) / T

@@ -169,7 +169,9 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
                 continue
         book[ORDER, n] = q
         idx[k] = n
-        vals[k] = w * equity - pos * c  # vectorbt's approximate order value
+        # The order's value: vectorbt's form for fractional orders (equal to q * c up to
+        # rounding; parity needs its exact ties), q * c once rounded to whole shares.
+        vals[k] = w * equity - pos * c if cfg.fractional else q * c
         k += 1
     return k
 

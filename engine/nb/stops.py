@@ -10,9 +10,8 @@ from engine.nb.layout import (
     SIGNAL,
     STOP_LOSS,
     TAKE_PROFIT,
-    TR_COST_IN,
     TR_DIR,
-    TR_QTY_IN,
+    TR_ENTRY_PRICE,
     TRAILING_STOP,
 )
 
@@ -60,7 +59,7 @@ def check_stop(book, n, cfg, o, h, lo):
     checked first; a gap through the level fills at the open.
     """
     d = book[TR_DIR, n]
-    entry = book[TR_COST_IN, n] / book[TR_QTY_IN, n]
+    entry = book[TR_ENTRY_PRICE, n]
     atr_level = book[ATR_LEVEL, n]
     # Loss side: the level price reaches first, i.e. the highest for a long (lowest short).
     level = -np.inf * d

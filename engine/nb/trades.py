@@ -17,9 +17,9 @@ from engine.nb.layout import (
     PEAK,
     POS,
     TR_CASH,
-    TR_COST_IN,
     TR_DIR,
     TR_ENTRY_BAR,
+    TR_ENTRY_PRICE,
     TR_FEES,
     TR_QTY_IN,
     TR_QTY_OUT,
@@ -34,7 +34,7 @@ def _open_trade(book, acct, n, qty, price, fee, bar, atr_k, atr_value):
     book[TR_DIR, n] = d
     book[TR_ENTRY_BAR, n] = bar
     book[TR_QTY_IN, n] = abs(qty)
-    book[TR_COST_IN, n] = abs(qty) * price
+    book[TR_ENTRY_PRICE, n] = price
     book[TR_QTY_OUT, n] = 0.0
     book[TR_VALUE_OUT, n] = 0.0
     book[TR_FEES, n] = fee
@@ -62,8 +62,11 @@ def apply_fill(book, acct, n, qty, price, fee, bar, reason, atr_k, atr_value, cl
         _open_trade(book, acct, n, qty, price, fee, bar, atr_k, atr_value)
         return False
     if (qty > 0) == (pos > 0):
-        book[TR_QTY_IN, n] += abs(qty)
-        book[TR_COST_IN, n] += abs(qty) * price
+        # A running average, not notional / quantity: one fill's entry is its price exactly
+        # (stop levels that tie by the spec must tie in floating point too).
+        held = book[TR_QTY_IN, n]
+        book[TR_QTY_IN, n] = held + abs(qty)
+        book[TR_ENTRY_PRICE, n] += (price - book[TR_ENTRY_PRICE, n]) * abs(qty) / (held + abs(qty))
         book[TR_FEES, n] += fee
         book[TR_CASH, n] -= qty * price + fee
         return False
@@ -91,11 +94,11 @@ def _finish_trade(book, acct, n, bar, reason, exit_price, pnl, closed):
     t.direction = int(book[TR_DIR, n])
     t.entry_bar = int(book[TR_ENTRY_BAR, n])
     t.exit_bar = bar if reason != OPEN else -1
-    t.entry_price = book[TR_COST_IN, n] / book[TR_QTY_IN, n]
+    t.entry_price = book[TR_ENTRY_PRICE, n]
     t.exit_price = exit_price
     t.quantity = book[TR_QTY_IN, n]
     t.pnl = pnl
-    t.cost = book[TR_COST_IN, n]
+    t.cost = book[TR_ENTRY_PRICE, n] * book[TR_QTY_IN, n]
     t.fees = book[TR_FEES, n]
     t.exit_reason = reason
     if reason != OPEN:
