@@ -18,13 +18,13 @@ A2  "Orders whose closes a position fully (target 0)": read as target *quantity*
     is exempt from min_trade_value / min_weight_change). [Interp.exempt_on_zero_weight]
 A3  min_weight_change compares the leverage-scaled target weight with the current weight
     `pos * close / E` (E and close of the decision bar).
-A4  SETTLED (docs/engine.md now says so). Leverage scaling, which weights count in `sum(|w| over finite w)`. Literal: every
+A4  SETTLED. Leverage scaling, which weights count in `sum(|w| over finite w)`. Literal: every
     finite weight in the row. Default (the engine's): a finite weight that cannot act this
     bar counts as NaN (no close, delisting bar in next_open mode, stop-blocked and equal to
     the block weight), so a held asset with such a weight goes into held_nan; in "close"
     mode an asset on its delisting bar counts as weight 0 (its target is forced to 0).
     [Interp.gross_only_tradable, Interp.gross_skips_blocked]
-A5  SETTLED (docs/engine.md now says so). "The weight in force when the stop fired": default (the engine's) = the asset's
+A5  SETTLED. "The weight in force when the stop fired": default (the engine's) = the asset's
     last finite raw weight that was actually considered at a decision (the asset had a close,
     was not on its delisting bar, not the last bar in next_open mode). Literal alternative:
     the last finite value in the weights column before the stop bar, also one given on a
@@ -39,7 +39,7 @@ A7  "The ATR level is fixed when the trade opens": the level itself is fixed at 
 A8  A stop or delisting exit whose sale is refused (negative proceeds: fixed fee > sale) does
     not happen: the position and trade stay open, no stop block is set; the stop is checked
     again on the next bar.
-A9  SETTLED (docs/engine.md now says so). "Non-positive equity at a decision: no new orders". Default (the engine's): only
+A9  SETTLED. "Non-positive equity at a decision: no new orders". Default (the engine's): only
     full closes (weight exactly 0) are executed from that row; every other weight is ignored
     (w * E / close would even flip the sign of the target). Literal alternative: no orders at
     all from the row. The forced delisting close-out of "close" mode happens in both.
@@ -62,7 +62,7 @@ A13 "close" mode sort key `order * close`: with fractional shares computed as
     `w * E - pos * close` (the same number, but exact for equal weights, so an equal-weight
     portfolio's buys really tie and keep asset order, as the engine does); with whole shares
     it is the truncated order times the close, as written.
-A15 SETTLED (docs/engine.md now says so). Metrics at non-positive equity (the spec is silent; its formulas give negative
+A15 SETTLED. Metrics at non-positive equity (the spec is silent; its formulas give negative
     nonsense): turnover is NaN when mean(equity) <= 0, and a bar with equity <= 0 counts as
     exposure 0 in the mean. Both are the engine's guards.
 A14 Knife edges (see EDGE): where the spec's discrete decision sits exactly on its boundary in
