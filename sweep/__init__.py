@@ -13,6 +13,7 @@ from sweep.grid import Grid, GridError
 from sweep.runner import SweepSummary, run_sweep
 from sweep.spec import SpecError, SweepSpec
 from sweep.store import load_results
+from sweep.walkforward import WalkForwardResult, walk_forward
 
 __all__ = [
     "Grid",
@@ -20,7 +21,9 @@ __all__ = [
     "SpecError",
     "SweepSpec",
     "SweepSummary",
+    "WalkForwardResult",
     "evaluate",
     "load_results",
     "run_sweep",
+    "walk_forward",
 ]

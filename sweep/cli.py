@@ -256,6 +256,33 @@ def run(config: Path, target: str | None, workers: int | None, out: Path, overwr
         raise SystemExit(1)
 
 
+@main.command("walk-forward")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@_sweep_options
+def walk_forward_command(config: Path, target: str | None, workers: int | None, out: Path,
+                         overwrite: bool, chunk_size: int | None, no_progress: bool) -> None:
+    """Walk-forward validation of CONFIG.toml's [walk_forward] table: optimise on each
+    train window (a distributed, resumable sweep), trade the winner on the test window.
+
+    Writes OUT/NAME/folds.parquet, oos_equity.parquet and a summary in sweep.json.
+    Exit codes: 0 done, 1 some runs failed, 2 bad input (nothing written).
+    """
+    from cluster import ClusterError
+    from sweep.spec import SpecError, SweepSpec
+    from sweep.walkforward import walk_forward
+
+    try:
+        spec = SweepSpec.from_toml(config)
+        result = walk_forward(spec, target, out, workers=workers, overwrite=overwrite,
+                              chunk_size=chunk_size, progress=not no_progress,
+                              echo=lambda m: click.echo(m, err=True))
+    except (SpecError, ClusterError) as exc:
+        _bad_input(str(exc))
+    click.echo(result.describe())
+    if not result.ok:
+        raise SystemExit(1)
+
+
 @main.command()
 @click.argument("results", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
@@ -302,6 +329,30 @@ def show(results: Path, top: int, metric: str) -> None:
         click.echo(best)
     if failed:
         click.echo(f"{failed} run(s) failed; see their 'error' column")
+
+
+# ------------------------------------------------------------------------- report
+@main.command("report")
+@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.html", help="HTML file to write [default: RESULTS/report.html].")
+@click.option("--metric", default="sharpe", show_default=True,
+              help="Metric shown by the parameter heatmaps.")
+def report_cmd(results: Path, output: Path | None, metric: str) -> None:
+    """Write a self-contained HTML report of a sweep's results (opens offline).
+
+    Parameter heatmaps per window, metric histograms, the top runs, and the walk-forward
+    charts and overfitting verdicts (DSR, PBO, WFE) when the sweep has them.
+    Exit code 2 (nothing written) when RESULTS is not a sweep's results folder.
+    """
+    from sweep.report import ReportError, write_report
+
+    try:
+        path = write_report(results, output, metric=metric)
+    except ReportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -104,8 +104,15 @@ def evaluate_table(
     config: EngineConfig,
     t0: int = 0,
     t1: int | None = None,
+    *,
+    blocks: int = 0,
 ) -> pl.DataFrame:
-    """Metrics of each row of a grid table (strategy and engine columns) on bars t0..t1-1."""
+    """Metrics of each row of a grid table (strategy and engine columns) on bars t0..t1-1.
+
+    With ``blocks = S``, also list columns ``block_sum``, ``block_sumsq``, ``block_n``: the
+    per-run sums of returns, of squared returns and bar counts in S consecutive blocks of
+    the window (what PBO needs, see sweep.overfit).
+    """
     t1 = panel.n_bars if t1 is None else t1
     data, rows = strategy.prepare(panel, strategy_columns(strategy, table))
     cfgs, cfg_of_run = _engine_configs(table, config)
@@ -118,10 +125,11 @@ def evaluate_table(
         dtype=np.int64,
     )
     ppy = config.periods_per_year or periods_per_year(panel.timestamps[t0:t1])
-    out, refused = evaluate_block(
+    out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
         pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, t0, t1, ppy,
+        blocks,
     )
     bad = np.flatnonzero(refused)
     if bad.size:
@@ -130,7 +138,16 @@ def evaluate_table(
             " gives negative weights but allow_short is False "
             f"({bad.size} of {table.height} runs); set allow_short = true in [engine]"
         )
-    return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row")
+    frame = pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row")
+    if blocks:
+        frame = frame.with_columns(
+            pl.Series(name, stats[:, :, k], dtype=pl.Array(pl.Float64, blocks))
+            for k, name in enumerate(BLOCK_COLUMNS)
+        )
+    return frame
+
+
+BLOCK_COLUMNS = ("block_sum", "block_sumsq", "block_n")
 
 
 class ShortingError(ValueError):

@@ -103,9 +103,12 @@ def run_sweep(
             echo(f"interrupted: finished chunks are kept in {store.root}; rerun to resume")
             raise
     summary.n_runs, summary.n_errors = _count(store)
+    complete = len(store.done_chunks()) == plan.n_chunks
+    if complete and summary.n_runs and (todo or "summary" not in meta):
+        meta["summary"] = _overfit_summary(store, len(resolved.windows))
     summary.seconds = time.perf_counter() - started
     meta.update(
-        status="complete" if len(store.done_chunks()) == plan.n_chunks else "incomplete",
+        status="complete" if complete else "incomplete",
         runs_written=summary.n_runs, runs_failed=summary.n_errors,
         failed_chunks={str(k): v for k, v in summary.failed_chunks.items()},
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -225,6 +228,36 @@ def _count(store: ResultStore) -> tuple[int, int]:
     row = lf.select(pl.len().alias("n"), pl.col("error").is_not_null().sum().alias("e")) \
         .collect().row(0)
     return int(row[0]), int(row[1])
+
+
+# PBO holds every trial's block stats in memory at once: beyond this many trials in a
+# window it is skipped (the sweep itself still scales; DSR needs only metric columns).
+PBO_MAX_TRIALS = 200_000
+
+
+def _overfit_summary(store: ResultStore, n_windows: int) -> dict[str, Any]:
+    """DSR of each window's best run by Sharpe and PBO over its trials (sweep.json)."""
+    from sweep.evaluate import BLOCK_COLUMNS
+    from sweep.trials import window_overfit_stats
+
+    runs = pl.scan_parquet(store.runs / "**" / "part-*.parquet", hive_partitioning=True)
+    counts = dict(runs.group_by("window").agg(pl.len()).collect().iter_rows())
+    by_window = []
+    for k in range(n_windows):
+        lf = runs
+        if counts.get(k, 0) > PBO_MAX_TRIALS:
+            lf = runs.drop(list(BLOCK_COLUMNS), strict=False)
+        stats = window_overfit_stats(lf, k)
+        if counts.get(k, 0) > PBO_MAX_TRIALS:
+            stats["pbo_note"] = f"skipped: more than {PBO_MAX_TRIALS} trials"
+        by_window.append(stats)
+
+    def mean(key: str) -> float | None:
+        vals = [w[key] for w in by_window if w.get(key) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    return {"objective": "sharpe", "dsr": mean("dsr"), "pbo": mean("pbo"),
+            "by_window": by_window}
 
 
 def _versions() -> dict[str, str]:

@@ -22,8 +22,9 @@ __all__ = ["ResolvedSweep", "SpecError", "SweepSpec"]
 
 _TOP_KEYS = {
     "name", "strategy", "data", "constraints", "engine", "grid", "windows", "samples", "seed",
-    "walk_forward", "description",
+    "walk_forward", "description", "pbo_blocks",
 }
+DEFAULT_PBO_BLOCKS = 16
 
 
 class SpecError(ValueError):
@@ -52,6 +53,7 @@ class SweepSpec:
     samples: int | None = None
     seed: int = 0
     walk_forward: Mapping[str, Any] | None = None
+    pbo_blocks: int = DEFAULT_PBO_BLOCKS  # blocks of per-run return stats for PBO (0 = none)
     source: str | None = None  # where the spec came from, for error messages
 
     # ----------------------------------------------------------------- loading
@@ -100,6 +102,12 @@ class SweepSpec:
         seed = raw.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError(f"{where}'seed' must be a non-negative integer, got {seed!r}")
+        blocks = raw.get("pbo_blocks", DEFAULT_PBO_BLOCKS)
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0 \
+                or blocks % 2 or blocks == 2:
+            raise SpecError(
+                f"{where}'pbo_blocks' must be 0 (no PBO) or an even number >= 4, got {blocks!r}"
+            )
         for key in ("windows", "walk_forward"):
             if raw.get(key) is not None and not isinstance(raw[key], Mapping):
                 raise SpecError(f"{where}[{key}] must be a table")
@@ -107,7 +115,7 @@ class SweepSpec:
             name=name, strategy=raw["strategy"], data=raw["data"], grid=dict(tables["grid"]),
             constraints=tuple(constraints), engine=dict(tables["engine"]),
             windows=dict(raw["windows"]) if raw.get("windows") is not None else None,
-            samples=samples, seed=seed,
+            samples=samples, seed=seed, pbo_blocks=blocks,
             walk_forward=dict(raw["walk_forward"]) if raw.get("walk_forward") else None,
             source=source,
         )
@@ -119,7 +127,7 @@ class SweepSpec:
             "name": self.name, "strategy": self.strategy, "data": self.data,
             "grid": _plain(self.grid), "constraints": list(self.constraints),
             "engine": _plain(self.engine), "windows": _plain(self.windows),
-            "samples": self.samples, "seed": self.seed,
+            "samples": self.samples, "seed": self.seed, "pbo_blocks": self.pbo_blocks,
         }
         if self.walk_forward is not None:
             out["walk_forward"] = _plain(self.walk_forward)

@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 __all__ = ["ResultStore", "atomic_write", "load_results"]
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
@@ -31,6 +33,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         write(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine import METRIC_NAMES, Panel
-from sweep.evaluate import evaluate_table
+from sweep.evaluate import BLOCK_COLUMNS, evaluate_table
 from sweep.grid import ENGINE_AXES
 from sweep.plan import Chunk
 from sweep.spec import ResolvedSweep, SweepSpec
@@ -98,6 +98,9 @@ def result_schema(resolved: ResolvedSweep) -> pa.Schema:
     sample = resolved.grid.block(0, 0).drop("combo").to_arrow().schema
     fields += [sample.field(i) for i in range(len(sample))]
     fields += [pa.field(m, pa.float64()) for m in METRIC_NAMES]
+    blocks = resolved.spec.pbo_blocks
+    if blocks:
+        fields += [pa.field(c, pa.list_(pa.float64(), blocks)) for c in BLOCK_COLUMNS]
     fields.append(pa.field("error", pa.string()))
     return pa.schema(fields)
 
@@ -131,15 +134,23 @@ def run_chunk(key: str, chunk: Chunk) -> pa.Table:
 def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame, i0: int, i1: int
                                ) -> tuple[pl.DataFrame, list[str | None]]:
     args = (resolved.panel, resolved.strategy)
+    blocks = resolved.spec.pbo_blocks
     try:
-        return evaluate_table(*args, table, resolved.config, i0, i1), [None] * table.height
+        return (evaluate_table(*args, table, resolved.config, i0, i1, blocks=blocks),
+                [None] * table.height)
     except Exception:
         pass  # find the runs that fail, one by one; the others still count
     rows, errors = [], []
     nan_row = pl.DataFrame({m: [float("nan")] for m in METRIC_NAMES})
+    if blocks:
+        nan_row = nan_row.with_columns(
+            pl.Series(c, [[float("nan")] * blocks], dtype=pl.Array(pl.Float64, blocks))
+            for c in BLOCK_COLUMNS
+        )
     for k in range(table.height):
         try:
-            rows.append(evaluate_table(*args, table.slice(k, 1), resolved.config, i0, i1))
+            rows.append(evaluate_table(*args, table.slice(k, 1), resolved.config, i0, i1,
+                                       blocks=blocks))
             errors.append(None)
         except Exception as exc:
             rows.append(nan_row)
