@@ -1,11 +1,42 @@
-"""Connecting to and starting Dask clusters for sweeps.
+"""Connecting to and starting Dask clusters for sweeps, and getting workers ready.
+
+* :func:`connect`: a client for "local", a scheduler address (tcp://, tls://, host:port),
+  ``scheduler-file:PATH`` or a named profile (ssh, slurm, kubernetes, address) from
+  ``~/.config/backsweep/clusters.toml``; closes only what it started.
+* :func:`prepare`: before any work, :func:`check_environment` (same package versions
+  everywhere), the :class:`WorkerSetup` plugin (single-threaded Numba, cache folder, JIT
+  warm-up) and :func:`ship_modules` (user strategy files imported on every worker, also
+  on workers that join later).
 
 Example:
     >>> import cluster
     >>> with cluster.connect("local", workers=2) as client:   # doctest: +SKIP
+    ...     cluster.prepare(client, modules=["examples/user_strategy.py"])
     ...     print(client.dashboard_link)
 """
 
-from cluster.connect import ClusterError, connect, default_workers
+from cluster.connect import WORKER_ENV, ClusterError, connect, default_workers, make_security
+from cluster.environment import VERSIONED_PACKAGES, check_environment, package_versions
+from cluster.profiles import CONFIG_ENV, Profile, config_path, load_profiles
+from cluster.setup import WorkerSetup, prepare, warm_up
+from cluster.ship import ShipModule, ship_modules
 
-__all__ = ["ClusterError", "connect", "default_workers"]
+__all__ = [
+    "CONFIG_ENV",
+    "VERSIONED_PACKAGES",
+    "WORKER_ENV",
+    "ClusterError",
+    "Profile",
+    "ShipModule",
+    "WorkerSetup",
+    "check_environment",
+    "config_path",
+    "connect",
+    "default_workers",
+    "load_profiles",
+    "make_security",
+    "package_versions",
+    "prepare",
+    "ship_modules",
+    "warm_up",
+]

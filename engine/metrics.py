@@ -30,6 +30,7 @@ from engine.nb.metrics import (
 )
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "METRIC_NAMES",
     "cagr",
     "kurtosis",
@@ -43,6 +44,11 @@ __all__ = [
     "sortino",
     "volatility",
 ]
+
+LOWER_IS_BETTER = frozenset(
+    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
+)
+"""Metrics where a smaller value is better; every other metric ranks best-first descending."""
 
 _DAYS_PER_YEAR = 365.25
 _DEFAULT_PERIODS = 252.0

@@ -14,7 +14,7 @@ from strategies.breakout import BREAKOUT
 from strategies.ma_cross import MA_CROSS
 from strategies.mean_reversion import MEAN_REVERSION
 from strategies.momentum import MOMENTUM
-from strategies.registry import get, names, register
+from strategies.registry import get, load_module, names, register
 from strategies.top_n import TOP_N
 
 for _builtin in (TOP_N, MA_CROSS, MOMENTUM, MEAN_REVERSION, BREAKOUT):
@@ -26,6 +26,7 @@ __all__ = [
     "Strategy",
     "StrategyError",
     "get",
+    "load_module",
     "names",
     "register",
     "weights_kernel",

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
 from strategies.base import Strategy, StrategyError
 
-__all__ = ["get", "names", "register"]
+__all__ = ["get", "load_module", "names", "register"]
 
 _REGISTRY: dict[str, Strategy] = {}
 
@@ -42,3 +49,57 @@ def get(name: str | Strategy) -> Strategy:
 
 def names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def load_module(spec: str | os.PathLike[str]) -> ModuleType:
+    """Import a user strategy module (a .py path or a dotted name) so it registers itself.
+
+    A file is imported under its stem (``user_strategy.py`` -> ``user_strategy``), once.
+
+    Example:
+        >>> import strategies
+        >>> _ = strategies.load_module("examples/user_strategy.py")   # doctest: +SKIP
+        >>> "rsi_reversal" in strategies.names()                       # doctest: +SKIP
+        True
+    """
+    text = str(spec)
+    path = Path(text)
+    if text.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise StrategyError(f"no such file: {text}")
+        resolved = path.resolve()
+        # Imported under its file's stem, as cluster.ship_modules does on the workers: one
+        # module name per file everywhere (Numba's disk cache records the module name).
+        name = resolved.stem
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            file = getattr(loaded, "__file__", None)
+            if file and Path(file).resolve() == resolved:
+                return loaded
+            raise StrategyError(
+                f"cannot import {text} as module {name!r}: a different module of that name "
+                f"is already loaded ({file}); rename the file"
+            )
+        mod_spec = importlib.util.spec_from_file_location(name, resolved)
+        if mod_spec is None or mod_spec.loader is None:
+            raise StrategyError(f"cannot import {text}")
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise StrategyError(f"importing {text} failed: {type(exc).__name__}: {exc}") from exc
+        return module
+    # Like `python -m`: a dotted name may be a module of the current folder.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(text)
+    except ImportError as exc:
+        raise StrategyError(
+            f"cannot import module {text!r} ({exc}); give a dotted module name importable "
+            "from here or a path to a .py file"
+        ) from exc
+    except Exception as exc:
+        raise StrategyError(f"importing {text} failed: {type(exc).__name__}: {exc}") from exc

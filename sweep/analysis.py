@@ -33,6 +33,8 @@ import numpy as np
 import polars as pl
 
 from engine import METRIC_NAMES
+from engine.metrics import LOWER_IS_BETTER
+from sweep.evaluate import BLOCK_COLUMNS
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
@@ -50,14 +52,10 @@ __all__ = [
 
 BOOKKEEPING_COLUMNS = (
     "run", "run_id", "chunk_id", "strategy", "window", "window_start", "window_end", "combo",
-    "error",
+    "error", *BLOCK_COLUMNS,
 )
 """Columns of a runs table that are neither parameters nor metrics."""
 
-LOWER_IS_BETTER = frozenset(
-    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
-)
-"""Metrics where a smaller value is better (sorted ascending by default)."""
 
 PLATEAU_MAX_RELATIVE_DROP = 0.25
 """``sensitivity``: the best point sits on a plateau when the median relative drop of the

@@ -113,55 +113,13 @@ def data_sample(output: Path, tickers: str | None) -> None:
 
 # --------------------------------------------------------------------- strategies
 def _import_user_module(spec: str) -> None:
-    """Import a strategy module (a .py path or a dotted name) so that it registers itself.
+    """Import a strategy module (a .py path or a dotted name) so that it registers itself."""
+    from strategies import StrategyError, load_module
 
-    A file the process has already imported (under any module name) is not run again.
-    """
-    import hashlib
-    import importlib
-    import importlib.util
-    import os
-    import sys
-
-    path = Path(spec)
-    if spec.endswith(".py") or path.is_file():
-        if not path.is_file():
-            raise click.BadParameter(f"no such file: {spec}", param_hint="--module")
-        resolved = path.resolve()
-        for loaded in list(sys.modules.values()):
-            file = getattr(loaded, "__file__", None)
-            if file and Path(file).name == resolved.name and Path(file).resolve() == resolved:
-                return
-        digest = hashlib.blake2b(str(resolved).encode(), digest_size=6).hexdigest()
-        name = f"backsweep_user_{resolved.stem}_{digest}"
-        mod_spec = importlib.util.spec_from_file_location(name, resolved)
-        if mod_spec is None or mod_spec.loader is None:
-            raise click.BadParameter(f"cannot import {spec}", param_hint="--module")
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[name] = module
-        try:
-            mod_spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[name]
-            raise click.ClickException(
-                f"importing {spec} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        return
-    # Like `python -m`: a dotted name may be a module of the current folder.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        importlib.import_module(spec)
-    except ImportError as exc:
-        raise click.BadParameter(
-            f"cannot import module {spec!r} ({exc}); give a dotted module name importable "
-            "from here or a path to a .py file",
-            param_hint="--module",
-        ) from exc
-    except Exception as exc:
-        raise click.ClickException(
-            f"importing {spec} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        load_module(spec)
+    except StrategyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--module") from exc
 
 
 @main.command("strategies")
@@ -200,8 +158,6 @@ def strategies_cmd(modules: tuple[str, ...], names: tuple[str, ...]) -> None:
 
 
 # -------------------------------------------------------------------------- sweeps
-# Lower is better for these; every other metric is sorted best-first descending.
-_ASCENDING = {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
 
 
 def _bad_input(message: str) -> None:
@@ -296,6 +252,8 @@ def show(results: Path, top: int, metric: str) -> None:
     import polars as pl
 
     from engine import METRIC_NAMES
+    from engine.metrics import LOWER_IS_BETTER
+    from sweep.analysis import param_columns
     from sweep.store import load_results
 
     meta_path = results / "sweep.json"
@@ -314,14 +272,13 @@ def show(results: Path, top: int, metric: str) -> None:
         f"{meta.get('runs_written', '?')} of {meta.get('n_runs', '?')} runs, "
         f"status {meta.get('status')}"
     )
-    params = [c for c in lf.collect_schema().names()
-              if c not in METRIC_NAMES and c not in
-              {"run_id", "chunk_id", "strategy", "window_start", "window_end", "combo",
-               "error"}]
+    params = [c for c in param_columns(lf) if c != "window"]
+    params = ["window", *params] if "window" in lf.collect_schema().names() else params
     shown = [*params, metric, *(m for m in ("total_return", "sharpe", "max_drawdown",
                                               "n_trades") if m != metric)]
     best = (lf.filter(pl.col("error").is_null())
-            .sort(metric, descending=metric not in _ASCENDING, nulls_last=True)
+            .sort(pl.col(metric).fill_nan(None), descending=metric not in LOWER_IS_BETTER,
+                  nulls_last=True)
             .select(shown).head(top).collect())
     failed = lf.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
     with pl.Config(tbl_rows=top, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.metrics import LOWER_IS_BETTER
 from sweep.store import atomic_write, load_results
 
 __all__ = [
@@ -92,10 +93,6 @@ MAX_AXIS_CELLS = 30  # an axis with more distinct values is binned into this man
 MAX_WINDOW_PANELS = 24  # per-window heatmaps beyond this are left out (with a note)
 MAX_LINE_POINTS = 1500  # line charts are thinned to about this many points
 
-# Lower is better for these (colour scales and sort order are flipped).
-LOWER_IS_BETTER = frozenset(
-    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
-)
 _PERCENT = frozenset(
     {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -85,23 +87,30 @@ def run_sweep(
         spec = SweepSpec.from_toml(spec)
     resolved = spec.resolve()
     store = ResultStore(Path(out or "results") / spec.name)
-    meta = _prepare_store(store, resolved, overwrite, chunk_size)
-    plan = Plan(**meta["plan"])
-    done = store.done_chunks()
-    todo = [cid for cid in range(plan.n_chunks) if cid not in done]
-    summary = SweepSummary(store.root, chunks_total=plan.n_chunks,
-                           chunks_skipped=plan.n_chunks - len(todo))
-    if todo:
-        meta["status"] = "running"
-        store.write_meta(meta)
-        try:
-            _execute(resolved, plan, todo, store, client, workers, max_in_flight, progress,
-                     echo, summary, meta["n_runs"])
-        except KeyboardInterrupt:
-            meta["status"] = "interrupted"
+    existing = _existing_meta(store, resolved, overwrite)  # refuses before writing anything
+    finished = existing is not None and \
+        len(store.done_chunks()) >= Plan(**existing["plan"]).n_chunks
+    with contextlib.ExitStack() as stack:
+        # Connect (or start the local cluster) before writing: an unreachable cluster is
+        # bad input with nothing written. A finished sweep needs no cluster at all.
+        c = None if finished else stack.enter_context(cluster.connect(client, workers=workers))
+        meta = _prepare_store(store, resolved, overwrite, chunk_size)
+        plan = Plan(**meta["plan"])
+        done = store.done_chunks()
+        todo = [cid for cid in range(plan.n_chunks) if cid not in done]
+        summary = SweepSummary(store.root, chunks_total=plan.n_chunks,
+                               chunks_skipped=plan.n_chunks - len(todo))
+        if todo:
+            meta["status"] = "running"
             store.write_meta(meta)
-            echo(f"interrupted: finished chunks are kept in {store.root}; rerun to resume")
-            raise
+            try:
+                _execute(resolved, plan, todo, store, c, workers, max_in_flight, progress,
+                         echo, summary, meta["n_runs"])
+            except KeyboardInterrupt:
+                meta["status"] = "interrupted"
+                store.write_meta(meta)
+                echo(f"interrupted: finished chunks are kept in {store.root}; rerun to resume")
+                raise
     summary.n_runs, summary.n_errors = _count(store)
     complete = len(store.done_chunks()) == plan.n_chunks
     if complete and summary.n_runs and (todo or "summary" not in meta):
@@ -118,11 +127,17 @@ def run_sweep(
     return summary
 
 
-def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
-                   chunk_size: int | None) -> dict[str, Any]:
-    """The sweep.json to run under: the existing one when resuming the same sweep."""
+def _existing_meta(store: ResultStore, resolved: ResolvedSweep, overwrite: bool
+                   ) -> dict[str, Any] | None:
+    """The stored sweep.json of this same sweep (None: none, or --overwrite will replace
+    it); SpecError when OUT/NAME holds another sweep or an unreadable sweep.json."""
     spec = resolved.spec
-    meta = store.read_meta()
+    try:
+        meta = store.read_meta()
+    except ValueError as exc:
+        if overwrite:
+            return None
+        raise SpecError(str(exc)) from None
     identity = {"digest": spec.digest, "fingerprint": resolved.panel.fingerprint}
     if meta is not None and {k: meta.get(k) for k in identity} != identity:
         if not overwrite:
@@ -132,7 +147,18 @@ def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
                 f"{spec.digest}, data {resolved.panel.fingerprint[:12]}); pass --overwrite "
                 "to replace them, or use another name or --out"
             )
-        store.clear()
+        return None
+    return meta
+
+
+def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
+                   chunk_size: int | None) -> dict[str, Any]:
+    """The sweep.json to run under: the existing one when resuming the same sweep."""
+    spec = resolved.spec
+    identity = {"digest": spec.digest, "fingerprint": resolved.panel.fingerprint}
+    meta = _existing_meta(store, resolved, overwrite)
+    if meta is None or {k: meta.get(k) for k in identity} != identity:
+        store.clear()  # --overwrite of another sweep or of an unreadable sweep.json
         meta = None
     store.clean_temp_files()
     if meta is not None:
@@ -165,10 +191,15 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
              echo: Callable[[str], None], summary: SweepSummary, total_runs: int) -> None:
     from distributed import as_completed
 
-    key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}"
+    # One context per call: a concurrent sweep of the same spec (maybe cut into other
+    # chunks) never shares its tasks or its context, and unregistering it is safe.
+    key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}-{uuid.uuid4().hex[:8]}"
     with cluster.connect(client, workers=workers) as c:
         if c.dashboard_link:
             echo(f"dashboard: {c.dashboard_link}")
+        # Same package versions everywhere, single-threaded warmed-up Numba, and the
+        # spec's user modules importable on every worker (also on ones joining later).
+        cluster.prepare(c, modules=resolved.spec.modules)
         plugin = SweepContextPlugin(key, resolved)
         c.register_plugin(plugin, name=plugin.name)
         slots = max_in_flight or max(4, 3 * sum(c.nthreads().values()))
@@ -179,7 +210,8 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
 
         def submit(cid: int) -> Any:
             chunk = plan.chunk(cid)
-            fut = c.submit(run_chunk, key, chunk, key=f"backsweep-{key}-{cid}", retries=2)
+            fut = c.submit(run_chunk, key, chunk, retries=2,
+                           key=f"backsweep-{key}-w{chunk.window}-{chunk.start}-{chunk.stop}")
             window_of[fut.key] = (chunk.window, cid)
             return fut
 
@@ -205,6 +237,9 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             raise
         finally:
             bar.close()
+            # Don't leave the sweep's data on a long-lived cluster (teardown drops it).
+            with contextlib.suppress(Exception):
+                c.unregister_worker_plugin(plugin.name)
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -22,7 +22,7 @@ __all__ = ["ResolvedSweep", "SpecError", "SweepSpec"]
 
 _TOP_KEYS = {
     "name", "strategy", "data", "constraints", "engine", "grid", "windows", "samples", "seed",
-    "walk_forward", "description", "pbo_blocks",
+    "walk_forward", "description", "pbo_blocks", "modules",
 }
 DEFAULT_PBO_BLOCKS = 16
 
@@ -54,6 +54,7 @@ class SweepSpec:
     seed: int = 0
     walk_forward: Mapping[str, Any] | None = None
     pbo_blocks: int = DEFAULT_PBO_BLOCKS  # blocks of per-run return stats for PBO (0 = none)
+    modules: tuple[str, ...] = ()  # user strategy files / modules, imported before resolving
     source: str | None = None  # where the spec came from, for error messages
 
     # ----------------------------------------------------------------- loading
@@ -72,6 +73,12 @@ class SweepSpec:
         data = raw.get("data")
         if isinstance(data, str) and ":" not in data.split("/")[0] and not Path(data).is_absolute():
             raw["data"] = str((path.parent / data).resolve())
+        modules = raw.get("modules")
+        if isinstance(modules, list):  # file paths are relative to the config, like data
+            raw["modules"] = [
+                str((path.parent / m).resolve()) if isinstance(m, str) and m.endswith(".py")
+                and not Path(m).is_absolute() else m for m in modules
+            ]
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -108,6 +115,9 @@ class SweepSpec:
             raise SpecError(
                 f"{where}'pbo_blocks' must be 0 (no PBO) or an even number >= 4, got {blocks!r}"
             )
+        modules = raw.get("modules", [])
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise SpecError(f"{where}'modules' must be a list of .py paths or module names")
         for key in ("windows", "walk_forward"):
             if raw.get(key) is not None and not isinstance(raw[key], Mapping):
                 raise SpecError(f"{where}[{key}] must be a table")
@@ -115,7 +125,7 @@ class SweepSpec:
             name=name, strategy=raw["strategy"], data=raw["data"], grid=dict(tables["grid"]),
             constraints=tuple(constraints), engine=dict(tables["engine"]),
             windows=dict(raw["windows"]) if raw.get("windows") is not None else None,
-            samples=samples, seed=seed, pbo_blocks=blocks,
+            samples=samples, seed=seed, pbo_blocks=blocks, modules=tuple(modules),
             walk_forward=dict(raw["walk_forward"]) if raw.get("walk_forward") else None,
             source=source,
         )
@@ -129,6 +139,8 @@ class SweepSpec:
             "engine": _plain(self.engine), "windows": _plain(self.windows),
             "samples": self.samples, "seed": self.seed, "pbo_blocks": self.pbo_blocks,
         }
+        if self.modules:
+            out["modules"] = list(self.modules)
         if self.walk_forward is not None:
             out["walk_forward"] = _plain(self.walk_forward)
         return out
@@ -140,12 +152,20 @@ class SweepSpec:
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     # ---------------------------------------------------------- validation
-    def resolve(self, panel: Panel | None = None) -> ResolvedSweep:
+    def resolve(self, panel: Panel | None = None, *, load_modules: bool = True
+                ) -> ResolvedSweep:
         """Check everything (strategy, grid, engine, data, windows) and load the data.
 
+        ``modules`` are imported first (so their strategies register) unless
+        ``load_modules`` is False (on workers, where cluster.prepare ships them).
         Raises SpecError naming the problem; nothing has been computed or written then.
         """
         where = f"{self.source}: " if self.source else ""
+        for module in self.modules if load_modules else ():
+            try:
+                strategies.load_module(module)
+            except StrategyError as exc:
+                raise SpecError(f"{where}modules: {exc}") from None
         try:
             strategy = strategies.get(self.strategy)
         except StrategyError as exc:
@@ -172,13 +192,14 @@ class SweepSpec:
             )
         # Catch parameter errors that only prepare() can see (e.g. a missing feature) now,
         # on one combination, rather than in every task on the cluster.
-        try:
-            probe = (grid.block(0, 10_000) if combos is None else grid.take(combos[:1])).head(1)
-            if probe.height:
-                strategy.prepare(panel.take(0, min(panel.n_bars, 2)),
-                                 _columns(strategy, probe))
-        except StrategyError as exc:
-            raise SpecError(f"{where}{exc}") from None
+        probe = _probe(grid, combos)
+        if probe.height:
+            try:
+                strategy.prepare(panel.take(0, min(panel.n_bars, 2)), _columns(strategy, probe))
+            except StrategyError as exc:
+                raise SpecError(f"{where}{exc}") from None
+            except Exception:
+                pass  # not a bad parameter: such runs fail one by one and are recorded
         return ResolvedSweep(self, strategy, config, grid, panel, windows, combos)
 
 
@@ -237,11 +258,27 @@ def _combos(grid: Grid, samples: int | None, seed: int) -> np.ndarray | None:
     for _ in range(64):  # rejection sampling against the constraints
         need = samples - chosen.size
         draw = rng.choice(grid.size, size=min(grid.size, max(4 * need, 64)), replace=False)
-        valid = grid.take(np.setdiff1d(draw, chosen))["combo"].to_numpy()
+        # keep the draw's random order: the first `need` valid ones are a uniform sample
+        valid = grid.take(draw[~np.isin(draw, chosen)])["combo"].to_numpy()
         chosen = np.union1d(chosen, valid[: need] if valid.size > need else valid)
         if chosen.size >= samples:
             break
     return np.sort(chosen[:samples])
+
+
+def _probe(grid: Grid, combos: np.ndarray | None, limit: int = 100_000) -> Any:
+    """Valid combinations that hold every value of every axis (as far as the constraints
+    and the first ``limit`` combinations allow): what validation runs prepare() on."""
+    import polars as pl
+
+    table = grid.block(0, limit) if combos is None else grid.take(combos[:limit])
+    if not grid.names or table.height == 0:
+        return table.head(1)
+    rows: set[int] = set()
+    indexed = table.with_row_index("__row")
+    for name in grid.names:
+        rows.update(indexed.group_by(name).agg(pl.col("__row").min())["__row"].to_list())
+    return table[sorted(rows)]
 
 
 def _empty(grid: Grid) -> bool:

@@ -27,10 +27,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)``, then rename the temp file to ``path`` (same folder)."""
+def atomic_write(path: Path, write: Callable[[str], None],
+                 tmp_dir: Path | None = None) -> Path:
+    """Call ``write(tmp_path)``, then rename the temp file to ``path``. The temp file is in
+    ``tmp_dir`` (same filesystem; default: the target's folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_dir = path.parent if tmp_dir is None else tmp_dir
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
@@ -76,6 +80,8 @@ class ResultStore:
         return atomic_write(
             self.chunk_path(window, chunk_id),
             lambda tmp: pq.write_table(table, tmp, compression="zstd"),
+            # not inside runs/: a directory scan of runs/ must only ever see part files
+            tmp_dir=self.root / ".tmp",
         )
 
     def done_chunks(self) -> set[int]:

@@ -9,14 +9,11 @@ import numpy as np
 import polars as pl
 
 from engine import METRIC_NAMES
-from engine.metrics import periods_per_year
+from engine.metrics import LOWER_IS_BETTER, periods_per_year
 from sweep.evaluate import BLOCK_COLUMNS
 
-__all__ = ["LOWER_IS_BETTER", "window_overfit_stats"]
+__all__ = ["window_overfit_stats"]
 
-LOWER_IS_BETTER = frozenset(
-    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
-)
 
 
 def window_overfit_stats(runs: pl.LazyFrame, window: int, objective: str = "sharpe",

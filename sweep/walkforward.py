@@ -26,12 +26,12 @@ import numpy as np
 import polars as pl
 
 from engine import METRIC_NAMES, Panel, run_backtest
-from engine.metrics import metrics_vector, periods_per_year
+from engine.metrics import LOWER_IS_BETTER, metrics_vector, periods_per_year
 from sweep.grid import ENGINE_AXES
 from sweep.runner import SweepSummary, run_sweep
 from sweep.spec import SpecError, SweepSpec
 from sweep.store import ResultStore, atomic_write
-from sweep.trials import LOWER_IS_BETTER, window_overfit_stats
+from sweep.trials import window_overfit_stats
 from sweep.windows import advance, parse_length
 
 __all__ = ["Fold", "WalkForwardConfig", "WalkForwardResult", "make_folds", "walk_forward"]

@@ -52,6 +52,14 @@ def advance(panel: Panel, i: int, length: int | str) -> int:
     return int(np.searchsorted(panel.timestamps, target, side="left"))
 
 
+def _times(length: int | str, k: int) -> int | str:
+    """``k`` times a length: bars multiply, "6mo" -> "18mo" for k = 3."""
+    if isinstance(length, int):
+        return length * k
+    n, unit = re.match(r"^(\d+)(\D+)$", length).groups()
+    return f"{int(n) * k}{unit}"
+
+
 def resolve_window_spec(panel: Panel, spec: Mapping[str, Any] | None) -> list[tuple[int, int]]:
     """Bar bounds ``[(i0, i1), ...]`` (i1 exclusive) of a [windows] table.
 
@@ -82,12 +90,21 @@ def resolve_window_spec(panel: Panel, spec: Mapping[str, Any] | None) -> list[tu
         raise ValueError(f"'anchored' must be true or false, got {anchored!r}")
     lo, hi = panel.index_range(spec.get("start"), spec.get("end"))
     out = []
-    start, end = lo, advance(panel, lo, length)
-    while end <= hi:
+    k = 0
+    while True:
+        # Window k spans [first + k * step, first + k * step + length), both counted from
+        # the first bar (not from the previous window's weekend-rolled bar: no drift).
+        offset = _times(step, k)
+        start = advance(panel, lo, offset) if k else lo
+        if isinstance(length, str) and isinstance(offset, str):
+            end = advance(panel, lo, offset + length if k else length)
+        else:
+            end = advance(panel, start, length)
+        if end > hi:
+            break
         # Expanding windows end where the rolling ones do but all start at the first bar.
         out.append((lo if anchored else start, end))
-        start = advance(panel, start, step)
-        end = advance(panel, start, length)
+        k += 1
     if not out:
         raise ValueError(
             f"a window of {spec['length']!r} does not fit in the data "

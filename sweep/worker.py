@@ -74,7 +74,7 @@ def install_context(key: str, payload: _Payload) -> ResolvedSweep:
                 f"(fingerprint {panel.fingerprint} != {payload.fingerprint}): package "
                 "versions differ between client and workers"
             )
-    resolved = spec.resolve(panel)
+    resolved = spec.resolve(panel, load_modules=False)  # cluster.prepare shipped them
     _CONTEXTS[key] = resolved
     return resolved
 

@@ -9,9 +9,7 @@ held asset gets its weight, a flat asset *with a bar* gets 0 and an asset withou
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -31,14 +29,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "user_strategy.py"
 # ------------------------------------------------------------------ shared helpers
 def load_user_example() -> ModuleType:
     """examples/user_strategy.py imported by path (once per process); it registers itself."""
-    name = "backsweep_example_user_strategy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return strategies.load_module(EXAMPLE)
 
 
 def tiny_panel(close: list[list[float]] | np.ndarray, **kw: object) -> Panel:

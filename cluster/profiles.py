@@ -1,0 +1,397 @@
+"""Named cluster profiles from a TOML config file.
+
+The file (default ``~/.config/backsweep/clusters.toml``, or ``$XDG_CONFIG_HOME/backsweep/
+clusters.toml``; ``$BACKSWEEP_CLUSTER_CONFIG`` or ``connect(config=...)`` /
+``--cluster-config`` point elsewhere) holds one ``[profiles.NAME]`` table a profile::
+
+    [profiles.lab]                       # an existing scheduler, over TLS
+    address = "tls://sched.lab:8786"
+    ca_file = "~/.backsweep/ca.pem"
+    cert = "~/.backsweep/client.pem"
+    key = "~/.backsweep/client-key.pem"
+
+    [profiles.boxes]                     # SSHCluster (extra: backsweep[ssh])
+    kind = "ssh"
+    hosts = ["head", "node1", "node2"]   # first = scheduler, the rest run workers
+    workers_per_host = 8
+
+    [profiles.hpc]                       # dask-jobqueue SLURMCluster (backsweep[slurm])
+    kind = "slurm"
+    queue = "compute"
+    cores = 16
+    memory = "64GB"
+    walltime = "02:00:00"
+    jobs = 4
+
+    [profiles.k8s]                       # dask-kubernetes operator (backsweep[kubernetes])
+    kind = "kubernetes"
+    image = "ghcr.io/me/backsweep:0.1.0"
+    n_workers = 8
+
+``kind`` is inferred for ``address`` and ``scheduler_file`` profiles. Relative paths are
+relative to the config file. Every kind starts its workers single-threaded with
+``NUMBA_NUM_THREADS=1``, and no dashboard listens on all interfaces unless asked to.
+See ``cluster/deploy/clusters.example.toml`` and docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.connect import (
+    WORKER_ENV,
+    ClusterError,
+    connect_scheduler_file,
+    make_security,
+    normalize_address,
+    start_local,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "EXTRAS",
+    "KINDS",
+    "Profile",
+    "config_path",
+    "load_profiles",
+    "open_profile",
+    "require_extra",
+]
+
+CONFIG_ENV = "BACKSWEEP_CLUSTER_CONFIG"
+KINDS = ("address", "scheduler-file", "local", "ssh", "slurm", "kubernetes")
+# The optional dependency behind each kind: (module to import, pip extra).
+EXTRAS = {"ssh": ("asyncssh", "ssh"), "slurm": ("dask_jobqueue", "slurm"),
+          "kubernetes": ("dask_kubernetes", "kubernetes")}
+
+_COMMON = {"kind", "timeout", "wait_for_workers", "description"}
+_TLS = {"ca_file", "cert", "key"}
+_KEYS: dict[str, set[str] | None] = {   # None: any further key is passed to the cluster class
+    "address": _COMMON | _TLS | {"address"},
+    "scheduler-file": _COMMON | _TLS | {"scheduler_file"},
+    "local": _COMMON | {"workers", "dashboard"},
+    "ssh": _COMMON | {"hosts", "connect_options", "worker_options", "scheduler_options",
+                      "remote_python", "workers_per_host", "env"},
+    "slurm": None,
+    "kubernetes": None,
+}
+_REQUIRED = {"address": ("address",), "scheduler-file": ("scheduler_file",),
+             "ssh": ("hosts",), "slurm": ("cores", "memory"), "kubernetes": ("image",)}
+_PATH_KEYS = {"ca_file", "cert", "key", "scheduler_file"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One ``[profiles.NAME]`` table: its kind and its options (paths already resolved)."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def where(self) -> str:
+        return f"cluster profile {self.name!r}" + (f" ({self.source})" if self.source else "")
+
+
+def config_path(config: str | os.PathLike[str] | None = None) -> Path:
+    """The cluster config file: ``config``, else $BACKSWEEP_CLUSTER_CONFIG, else
+    $XDG_CONFIG_HOME/backsweep/clusters.toml (``~/.config/backsweep/clusters.toml``)."""
+    if config is not None:
+        return Path(config).expanduser()
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    return Path(base).expanduser() / "backsweep" / "clusters.toml"
+
+
+def load_profiles(config: str | os.PathLike[str] | None = None) -> dict[str, Profile]:
+    """Every profile of the config file, validated; {} when the default file is absent."""
+    path = config_path(config)
+    explicit = config is not None or bool(os.environ.get(CONFIG_ENV))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        if explicit:
+            raise ClusterError(f"cluster config file {path} does not exist") from None
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ClusterError(f"cannot read cluster config file {path}: {exc}") from None
+    unknown = set(raw) - {"profiles"}
+    if unknown:
+        raise ClusterError(
+            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; profiles go "
+            "in [profiles.NAME] tables"
+        )
+    tables = raw.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ClusterError(f"{path}: 'profiles' must be a table of [profiles.NAME] tables")
+    return {name: _profile(name, table, path) for name, table in tables.items()}
+
+
+def _profile(name: str, table: Any, source: Path) -> Profile:
+    where = f"cluster profile {name!r} ({source})"
+    if not isinstance(table, dict):
+        raise ClusterError(f"{where}: expected a table, got {table!r}")
+    kind = table.get("kind")
+    if kind is None:
+        kind = ("address" if "address" in table else
+                "scheduler-file" if "scheduler_file" in table else None)
+        if kind is None:
+            raise ClusterError(f"{where}: no 'kind' (one of {', '.join(KINDS)}) and no "
+                               "'address'")
+    kind = str(kind).replace("_", "-")
+    if kind == "k8s":
+        kind = "kubernetes"
+    if kind not in KINDS:
+        raise ClusterError(f"{where}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    allowed = _KEYS[kind]
+    if allowed is not None and set(table) - allowed:
+        bad = ", ".join(sorted(set(table) - allowed))
+        hint = " (TLS files apply to address and scheduler-file profiles; configure TLS " \
+               "for started clusters through Dask's distributed.comm.tls config)" \
+            if set(table) & _TLS else ""
+        raise ClusterError(f"{where}: unknown key(s) for kind {kind!r}: {bad}; allowed: "
+                           f"{', '.join(sorted(allowed))}{hint}")
+    missing = [k for k in _REQUIRED.get(kind, ()) if k not in table]
+    if missing:
+        raise ClusterError(f"{where}: kind {kind!r} needs {', '.join(missing)}")
+    options = {k: v for k, v in table.items() if k != "kind"}
+    for k in _PATH_KEYS & set(options):
+        p = Path(str(options[k])).expanduser()
+        options[k] = str(p if p.is_absolute() else source.parent / p)
+    for k in ("timeout",):
+        if k in options and not (isinstance(options[k], int | float) and options[k] > 0):
+            raise ClusterError(f"{where}: {k} must be a positive number of seconds")
+    if "wait_for_workers" in options and not (
+            isinstance(options["wait_for_workers"], int) and options["wait_for_workers"] >= 0):
+        raise ClusterError(f"{where}: wait_for_workers must be a whole number >= 0")
+    if kind == "ssh":
+        hosts = options["hosts"]
+        if not (isinstance(hosts, list) and len(hosts) >= 2
+                and all(isinstance(h, str) and h for h in hosts)):
+            raise ClusterError(f"{where}: hosts must list at least two host names: the "
+                               "scheduler's first, then one per worker host (repeat the "
+                               "first to run workers there too)")
+    return Profile(name, kind, options, source)
+
+
+def require_extra(kind: str) -> Any:
+    """Import the optional dependency behind ``kind`` or explain which extra to install."""
+    import importlib
+
+    module, extra = EXTRAS[kind]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ClusterError(
+            f"{kind} clusters need the optional dependency {module!r} ({exc}); install it "
+            f"with: pip install 'backsweep[{extra}]'"
+        ) from None
+
+
+def get_profile(name: str, config: str | os.PathLike[str] | None = None) -> Profile:
+    profiles = load_profiles(config)
+    if name in profiles:
+        return profiles[name]
+    path = config_path(config)
+    known = ", ".join(sorted(profiles)) or "none"
+    exists = "" if path.exists() else " (the file does not exist)"
+    raise ClusterError(
+        f"{name!r} is neither a scheduler address (tcp://host:port, tls://host:port, "
+        f"host:port), scheduler-file:PATH, 'local', nor a profile in {path}{exists}; "
+        f"profiles there: {known}. Set {CONFIG_ENV} or --cluster-config to use another file"
+    )
+
+
+@contextmanager
+def open_profile(name: str, *, config: str | os.PathLike[str] | None = None,
+                 workers: int | None = None, timeout: float = 20.0,
+                 dashboard: bool = True) -> Iterator[Any]:
+    """A client for profile ``name``; a cluster the profile starts is closed on exit."""
+    profile = get_profile(name, config)
+    opts = dict(profile.options)
+    timeout = float(opts.pop("timeout", timeout))
+    wait_for = opts.pop("wait_for_workers", 0)
+    opts.pop("description", None)
+    with _open(profile, opts, workers, timeout, dashboard) as client:
+        if wait_for:
+            try:
+                client.wait_for_workers(wait_for, timeout=timeout)
+            except TimeoutError:
+                raise ClusterError(
+                    f"{profile.where()}: fewer than {wait_for} workers joined within "
+                    f"{timeout:g} s ({len(client.scheduler_info()['workers'])} did)"
+                ) from None
+        yield client
+
+
+@contextmanager
+def _open(profile: Profile, opts: dict[str, Any], workers: int | None, timeout: float,
+          dashboard: bool) -> Iterator[Any]:
+    from cluster.connect import _client
+
+    kind = profile.kind
+    if kind in ("address", "scheduler-file"):
+        security = make_security(opts.get("ca_file"), opts.get("cert"), opts.get("key"))
+        if kind == "scheduler-file":
+            with connect_scheduler_file(opts["scheduler_file"], timeout,
+                                        security=security) as client:
+                yield client
+            return
+        address = normalize_address(str(opts["address"]), tls=security is not None)
+        with _client(address, timeout, security=security,
+                     source=profile.where()) as client:
+            yield client
+        return
+    if kind == "local":
+        with start_local(opts.get("workers", workers), timeout=timeout,
+                         dashboard=opts.get("dashboard", dashboard)) as client:
+            yield client
+        return
+    require_extra(kind)
+    build = {"ssh": ssh_cluster, "slurm": slurm_cluster, "kubernetes": kubernetes_cluster}
+    try:
+        started = build[kind](opts, timeout=timeout, workers=workers)
+    except ClusterError:
+        raise
+    except Exception as exc:
+        raise ClusterError(
+            f"{profile.where()}: cannot start the {kind} cluster: "
+            f"{type(exc).__name__}: {str(exc)[:500]}"
+        ) from None
+    try:
+        with _client(started.scheduler_address, timeout, cluster=started,
+                     source=profile.where()) as client:
+            yield client
+    finally:
+        started.close()
+
+
+# ---------------------------------------------------------------- the cluster builders
+def _env(opts: Mapping[str, Any]) -> dict[str, str]:
+    extra = opts.get("env") or {}
+    if not isinstance(extra, dict):
+        raise ClusterError(f"env must be a table of NAME = \"value\", got {extra!r}")
+    return {**WORKER_ENV, **{str(k): str(v) for k, v in extra.items()}}
+
+
+def ssh_kwargs(opts: Mapping[str, Any], *, timeout: float = 20.0) -> dict[str, Any]:
+    """The ``distributed.SSHCluster`` keyword arguments of an ssh profile.
+
+    Workers run under a Nanny with one thread each and ``NUMBA_NUM_THREADS=1``;
+    ``workers_per_host`` sets how many worker processes each worker host runs. The
+    scheduler's dashboard binds to 127.0.0.1:8787 on the scheduler host unless
+    ``scheduler_options.dashboard_address`` says otherwise (use an SSH tunnel).
+    """
+    connect_options = dict(opts.get("connect_options") or {})
+    connect_options.setdefault("connect_timeout", timeout)
+    if isinstance(connect_options.get("client_keys"), list):
+        connect_options["client_keys"] = [str(Path(p).expanduser())
+                                          for p in connect_options["client_keys"]]
+    if isinstance(connect_options.get("known_hosts"), str):
+        connect_options["known_hosts"] = str(Path(connect_options["known_hosts"]).expanduser())
+    worker_options = dict(opts.get("worker_options") or {})
+    worker_options.setdefault("nthreads", 1)
+    if "workers_per_host" in opts:
+        worker_options["n_workers"] = int(opts["workers_per_host"])
+    worker_options["env"] = {**_env(opts), **(worker_options.get("env") or {})}
+    scheduler_options = dict(opts.get("scheduler_options") or {})
+    scheduler_options.setdefault("dashboard_address", "127.0.0.1:8787")
+    kwargs: dict[str, Any] = {
+        "hosts": list(opts["hosts"]), "connect_options": connect_options,
+        "worker_options": worker_options, "scheduler_options": scheduler_options,
+    }
+    if opts.get("remote_python"):
+        kwargs["remote_python"] = opts["remote_python"]
+    return kwargs
+
+
+def ssh_cluster(opts: Mapping[str, Any], *, timeout: float, workers: int | None) -> Any:
+    from distributed import SSHCluster
+
+    return SSHCluster(**ssh_kwargs(opts, timeout=timeout))
+
+
+def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(SLURMCluster keyword arguments, scale arguments) of a slurm profile.
+
+    ``processes`` defaults to ``cores`` (one single-threaded worker process per core of a
+    job); ``jobs`` or ``workers`` (or the CLI's --workers) say how many to ask for; the job
+    script exports ``NUMBA_NUM_THREADS=1``; the dashboard binds to 127.0.0.1:8787 on the
+    submitting host. Any other key is a SLURMCluster argument (see dask-jobqueue).
+    """
+    kw = {k: v for k, v in opts.items() if k not in ("jobs", "workers", "env", "adapt")}
+    kw.setdefault("processes", kw["cores"])
+    scheduler_options = dict(kw.pop("scheduler_options", None) or {})
+    for key in ("dashboard_address", "host"):  # dask-jobqueue wants them in there
+        if key in kw:
+            scheduler_options[key] = kw.pop(key)
+    scheduler_options.setdefault("dashboard_address", "127.0.0.1:8787")
+    kw["scheduler_options"] = scheduler_options
+    prologue = [f"export {k}={v}" for k, v in _env(opts).items()]
+    kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue") or [])
+    scale: dict[str, Any] = {}
+    if "jobs" in opts:
+        scale["jobs"] = int(opts["jobs"])
+    elif "workers" in opts or workers:
+        scale["n"] = int(opts.get("workers") or workers or 0)
+    if "adapt" in opts:
+        if not isinstance(opts["adapt"], dict):
+            raise ClusterError("adapt must be a table, e.g. {minimum_jobs = 0, "
+                               "maximum_jobs = 10}")
+        scale = {"adapt": dict(opts["adapt"])}
+    return kw, scale
+
+
+def slurm_cluster(opts: Mapping[str, Any], *, timeout: float, workers: int | None) -> Any:
+    if shutil.which("sbatch") is None:
+        raise ClusterError(
+            "slurm profile: `sbatch` is not on PATH; run backsweep on a SLURM login node "
+            "(the scheduler runs where backsweep runs; workers are batch jobs)"
+        )
+    from dask_jobqueue import SLURMCluster
+
+    kw, scale = slurm_kwargs(opts, workers=workers)
+    started = SLURMCluster(**kw)
+    try:
+        if "adapt" in scale:
+            started.adapt(**scale["adapt"])
+        elif scale:
+            started.scale(**scale)
+    except Exception:
+        started.close()
+        raise
+    return started
+
+
+def kubernetes_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
+                      ) -> dict[str, Any]:
+    """The ``dask_kubernetes.operator.KubeCluster`` keyword arguments of a profile.
+
+    Workers run ``dask worker --nthreads 1`` with ``NUMBA_NUM_THREADS=1``; ``n_workers``
+    (or the CLI's --workers) sets the replica count. Other keys go to KubeCluster.
+    """
+    kw = dict(opts)
+    kw.setdefault("name", "backsweep")
+    kw.setdefault("n_workers", workers or 2)
+    kw.setdefault("worker_command", "dask worker --nthreads 1")
+    kw["env"] = _env(opts)
+    kw.setdefault("shutdown_on_close", True)
+    return kw
+
+
+def kubernetes_cluster(opts: Mapping[str, Any], *, timeout: float, workers: int | None
+                       ) -> Any:
+    from dask_kubernetes.operator import KubeCluster
+
+    kw = kubernetes_kwargs(opts, workers=workers)
+    kw.setdefault("resource_timeout", int(max(timeout, 60)))
+    return KubeCluster(**kw)
