@@ -37,6 +37,9 @@ def window_overfit_stats(runs: pl.LazyFrame, window: int, objective: str = "shar
                            "pbo": None, "best_combo": None}
     if trials.height < 2:
         return out
+    if has_blocks:  # PBO judges the whole set of trials, whatever the selection filters
+        stats = [np.stack(trials[c].to_numpy()) for c in BLOCK_COLUMNS]
+        out["pbo"] = _num(pbo_from_block_stats(*stats).pbo)
     candidates = trials
     for f in filters:
         candidates = candidates.filter(pl.sql_expr(f))
@@ -54,9 +57,6 @@ def window_overfit_stats(runs: pl.LazyFrame, window: int, objective: str = "shar
     dsr = deflated_sharpe_ratio(b["sharpe"] / scale, n_bars, b["skew"], b["kurtosis"],
                                 trial_srs=srs)
     out.update(best_combo=b["combo"], dsr=_num(dsr))
-    if has_blocks:
-        stats = [np.stack(trials[c].to_numpy()) for c in BLOCK_COLUMNS]
-        out["pbo"] = _num(pbo_from_block_stats(*stats).pbo)
     return out
 
 

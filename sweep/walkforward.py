@@ -16,6 +16,7 @@ The gap between the two lines is the in-sample optimism the walk-forward exposes
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sweep.windows import advance, parse_length
 __all__ = ["Fold", "WalkForwardConfig", "WalkForwardResult", "make_folds", "walk_forward"]
 
 _WF_KEYS = {"train", "test", "step", "anchored", "purge", "objective", "filters", "min_trades"}
+_SELECTION_KEYS = ("objective", "filters", "min_trades")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,11 @@ def make_folds(panel: Panel, wf: WalkForwardConfig) -> list[Fold]:
         folds.append(Fold(len(folds), (0 if wf.anchored else start, end), (t0, t1)))
         start = advance(panel, start, wf.step)
         end = advance(panel, start, wf.train)
+    if wf.step == wf.test:
+        # Calendar lengths do not add up exactly (weekends, month ends): end each test
+        # window where the next one starts, so that the tests tile the data as with bars.
+        folds = [dataclasses.replace(f, test=(f.test[0], nxt.test[0]))
+                 for f, nxt in itertools.pairwise(folds)] + folds[-1:]
     return folds
 
 
@@ -143,15 +150,19 @@ class WalkForwardResult:
         return "\n".join([
             self.sweep.describe(),
             f"walk-forward: {s['n_folds']} folds; out of sample: total return "
-            f"{oos['total_return']:.2%}, sharpe {oos['sharpe']:.2f}, max drawdown "
-            f"{oos['max_drawdown']:.2%}",
+            f"{_pct(oos['total_return'])}, sharpe {_fmt(oos['sharpe'], '.2f')}, max drawdown "
+            f"{_pct(oos['max_drawdown'])}",
             f"  walk-forward efficiency {_fmt(s['wfe'])}, DSR {_fmt(s['dsr'])}, "
             f"PBO {_fmt(s['pbo'])}",
         ])
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}"
+
+
+def _pct(x: float | None) -> str:
+    return _fmt(x, ".2%")
 
 
 def walk_forward(
@@ -182,6 +193,13 @@ def walk_forward(
         raise SpecError(f"{where}[walk_forward] {exc}") from None
     panel = spec.resolve().panel  # validates everything else first
     folds = make_folds(panel, wf)
+    overlap = [(a.fold, b.fold) for a, b in itertools.pairwise(folds)
+               if b.test[0] < a.test[1]]
+    if overlap:
+        raise SpecError(
+            f"{where}[walk_forward] step {spec.walk_forward.get('step')!r} is shorter than "
+            f"test {spec.walk_forward['test']!r}: the test windows of folds {overlap[0]} "
+            "overlap and cannot be stitched into one out-of-sample curve")
     if not folds:
         raise SpecError(
             f"{where}[walk_forward] no fold fits: train {spec.walk_forward['train']!r} + "
@@ -190,8 +208,13 @@ def walk_forward(
             f"{panel.timestamps[-1]!s:.10})"
         )
     ts = panel.timestamps
-    train_spec = dataclasses.replace(spec, windows={"ranges": [
-        [str(ts[f.train[0]]), str(ts[f.train[1] - 1])] for f in folds]})
+    # The train sweep's identity leaves out the selection keys: choosing by another
+    # objective or filter reuses the stored runs instead of recomputing the grid.
+    train_spec = dataclasses.replace(
+        spec,
+        windows={"ranges": [[str(ts[f.train[0]]), str(ts[f.train[1] - 1])] for f in folds]},
+        walk_forward={k: v for k, v in spec.walk_forward.items() if k not in _SELECTION_KEYS},
+    )
     summary = run_sweep(train_spec, client, out, **sweep_options)
     store = ResultStore(summary.path)
     if summary.failed_chunks:
@@ -280,7 +303,9 @@ def _summarise(resolved: Any, runs: pl.LazyFrame, folds: list[Fold], folds_df: p
                ) -> WalkForwardResult:
     base = resolved.config
     equity = oos["equity"].to_numpy()
-    ppy = base.periods_per_year or periods_per_year(oos["timestamp"].to_numpy())
+    # The data's bars per year: the stitched timestamps' span counts the bars between
+    # test windows when step > test, which would deflate volatility and Sharpe.
+    ppy = base.periods_per_year or periods_per_year(resolved.panel.timestamps)
     values = metrics_vector(equity, np.zeros_like(equity), base.init_cash, ppy,
                             float(folds_df["oos_fees"].fill_null(0).sum()), 0.0,
                             float(folds_df["oos_n_trades"].fill_null(0).sum()), 0.0, 0.0,

@@ -479,7 +479,9 @@ def test_cli_refuses_bad_config(cli_results: dict, case: str) -> None:
 
 def test_cli_unreachable_cluster(cli_results: dict) -> None:
     out, result, seconds = cli_results["unreachable_cluster"]
-    assert seconds < 35, f"took {seconds:.0f} s to give up on {UNREACHABLE}"
+    # A hang guard, not a speed test: the connect timeout is 20 s, and a loaded CI machine
+    # can add a lot of interpreter start-up on top of it.
+    assert seconds < 150, f"took {seconds:.0f} s to give up on {UNREACHABLE}"
     err = check_refused(out, result)
     assert UNREACHABLE in err
 
