@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -236,13 +237,25 @@ def _client(address: str, timeout: float, *, security: Any = None, cluster: Any 
     """A Client on ``address`` that fails within ``timeout`` with a ClusterError."""
     from distributed import Client
 
+    if security is not None and cluster is None and not address.startswith(("tls://",
+                                                                            "wss://")):
+        raise ClusterError(f"TLS files were given but {address} is not a TLS address; "
+                           f"use tls://{address.split('://', 1)[-1]}")
     kwargs: dict[str, Any] = {"timeout": timeout}
     if security is not None:
         kwargs["security"] = security
-    try:
-        client = Client(cluster if cluster is not None else address, **kwargs)
-    except Exception as exc:
-        raise connection_error(address, timeout, exc, source) from None
+    for attempt in range(3):
+        try:
+            client = Client(cluster if cluster is not None else address, **kwargs)
+            break
+        except AssertionError as exc:
+            # distributed's shared event-loop thread, still stopping after a client that
+            # failed to start a moment ago, trips an assertion in LoopRunner: try again.
+            if attempt == 2:
+                raise connection_error(address, timeout, exc, source) from None
+            time.sleep(0.5)
+        except Exception as exc:
+            raise connection_error(address, timeout, exc, source) from None
     try:
         yield client
     finally:

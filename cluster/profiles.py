@@ -251,7 +251,8 @@ def _open(profile: Profile, opts: dict[str, Any], workers: int | None, timeout: 
             yield client
         return
     if kind == "local":
-        with start_local(opts.get("workers", workers), timeout=timeout,
+        with start_local(workers if workers is not None else opts.get("workers"),
+                         timeout=timeout,
                          dashboard=opts.get("dashboard", dashboard)) as client:
             yield client
         return
@@ -324,7 +325,8 @@ def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
     """(SLURMCluster keyword arguments, scale arguments) of a slurm profile.
 
     ``processes`` defaults to ``cores`` (one single-threaded worker process per core of a
-    job); ``jobs`` or ``workers`` (or the CLI's --workers) say how many to ask for; the job
+    job); ``jobs`` or ``workers`` (overridden by the CLI's --workers) say how many to ask
+    for, or ``adapt = {minimum_jobs, maximum_jobs}`` scales with the load; the job
     script exports ``NUMBA_NUM_THREADS=1``; the dashboard binds to 127.0.0.1:8787 on the
     submitting host. Any other key is a SLURMCluster argument (see dask-jobqueue).
     """
@@ -339,10 +341,12 @@ def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
     prologue = [f"export {k}={v}" for k, v in _env(opts).items()]
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue") or [])
     scale: dict[str, Any] = {}
-    if "jobs" in opts:
+    if workers:
+        scale["n"] = int(workers)  # the command line's --workers wins
+    elif "jobs" in opts:
         scale["jobs"] = int(opts["jobs"])
-    elif "workers" in opts or workers:
-        scale["n"] = int(opts.get("workers") or workers or 0)
+    elif "workers" in opts:
+        scale["n"] = int(opts["workers"])
     if "adapt" in opts:
         if not isinstance(opts["adapt"], dict):
             raise ClusterError("adapt must be a table, e.g. {minimum_jobs = 0, "
@@ -377,11 +381,14 @@ def kubernetes_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
     """The ``dask_kubernetes.operator.KubeCluster`` keyword arguments of a profile.
 
     Workers run ``dask worker --nthreads 1`` with ``NUMBA_NUM_THREADS=1``; ``n_workers``
-    (or the CLI's --workers) sets the replica count. Other keys go to KubeCluster.
+    (overridden by the CLI's --workers) sets the replica count. Other keys go to
+    KubeCluster.
     """
     kw = dict(opts)
     kw.setdefault("name", "backsweep")
-    kw.setdefault("n_workers", workers or 2)
+    if workers:
+        kw["n_workers"] = int(workers)  # the command line's --workers wins
+    kw.setdefault("n_workers", 2)
     kw.setdefault("worker_command", "dask worker --nthreads 1")
     kw["env"] = _env(opts)
     kw.setdefault("shutdown_on_close", True)
