@@ -169,8 +169,12 @@ def _bad_input(message: str) -> None:
 def _sweep_options(func: Any) -> Any:
     options = [
         click.option("--cluster", "target", default=None, metavar="TARGET",
-                     help="'local' (default: a LocalCluster) or a scheduler address "
-                          "such as tcp://host:8786."),
+                     help="'local' (default: a LocalCluster), a scheduler address "
+                          "(tcp://host:8786, tls://...), scheduler-file:PATH, or a profile "
+                          "name from the cluster config file."),
+        click.option("--cluster-config", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, help="Cluster profiles TOML (default: "
+                     "$BACKSWEEP_CLUSTER_CONFIG or ~/.config/backsweep/clusters.toml)."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes of the local cluster (default: one per core)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -190,8 +194,8 @@ def _sweep_options(func: Any) -> Any:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @_sweep_options
-def run(config: Path, target: str | None, workers: int | None, out: Path, overwrite: bool,
-        chunk_size: int | None, no_progress: bool) -> None:
+def run(config: Path, target: str | None, cluster_config: Path | None, workers: int | None,
+        out: Path, overwrite: bool, chunk_size: int | None, no_progress: bool) -> None:
     """Run the sweep described by CONFIG.toml; resumes what is already on disk.
 
     Exit codes: 0 done, 1 some runs or chunks failed, 2 bad input (nothing written).
@@ -203,6 +207,7 @@ def run(config: Path, target: str | None, workers: int | None, out: Path, overwr
     try:
         spec = SweepSpec.from_toml(config)
         summary = run_sweep(spec, target, out, workers=workers, overwrite=overwrite,
+                            cluster_config=cluster_config,
                             chunk_size=chunk_size, progress=not no_progress,
                             echo=lambda m: click.echo(m, err=True))
     except (SpecError, ClusterError) as exc:
@@ -215,8 +220,9 @@ def run(config: Path, target: str | None, workers: int | None, out: Path, overwr
 @main.command("walk-forward")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @_sweep_options
-def walk_forward_command(config: Path, target: str | None, workers: int | None, out: Path,
-                         overwrite: bool, chunk_size: int | None, no_progress: bool) -> None:
+def walk_forward_command(config: Path, target: str | None, cluster_config: Path | None,
+                         workers: int | None, out: Path, overwrite: bool,
+                         chunk_size: int | None, no_progress: bool) -> None:
     """Walk-forward validation of CONFIG.toml's [walk_forward] table: optimise on each
     train window (a distributed, resumable sweep), trade the winner on the test window.
 
@@ -230,6 +236,7 @@ def walk_forward_command(config: Path, target: str | None, workers: int | None, 
     try:
         spec = SweepSpec.from_toml(config)
         result = walk_forward(spec, target, out, workers=workers, overwrite=overwrite,
+                              cluster_config=cluster_config,
                               chunk_size=chunk_size, progress=not no_progress,
                               echo=lambda m: click.echo(m, err=True))
     except (SpecError, ClusterError) as exc:

@@ -65,6 +65,7 @@ def run_sweep(
     out: str | Path | None = None,
     *,
     workers: int | None = None,
+    cluster_config: str | Path | None = None,
     overwrite: bool = False,
     chunk_size: int | None = None,
     max_in_flight: int | None = None,
@@ -74,7 +75,9 @@ def run_sweep(
     """Run a sweep on a Dask cluster and write ``OUT/NAME``; resumes what is on disk.
 
     ``client``: a distributed.Client, a scheduler address, "local" or None (a local
-    cluster of ``workers`` processes). Invalid specs raise SpecError before any work.
+    cluster of ``workers`` processes), a ``scheduler-file:PATH`` or a profile name from the
+    cluster config file (``cluster_config``, see docs/cluster.md). Invalid specs raise
+    SpecError before any work.
 
     Example:
         >>> import sweep
@@ -93,7 +96,8 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         # Connect (or start the local cluster) before writing: an unreachable cluster is
         # bad input with nothing written. A finished sweep needs no cluster at all.
-        c = None if finished else stack.enter_context(cluster.connect(client, workers=workers))
+        c = None if finished else stack.enter_context(
+            cluster.connect(client, workers=workers, config=cluster_config))
         meta = _prepare_store(store, resolved, overwrite, chunk_size)
         plan = Plan(**meta["plan"])
         done = store.done_chunks()

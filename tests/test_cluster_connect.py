@@ -1,0 +1,252 @@
+"""cluster.connect against real processes on 127.0.0.1: a `dask scheduler` with two
+`dask worker`s reached by address, bare host:port, scheduler file and TOML profile; a local
+cluster; unreachable schedulers fail fast with a ClusterError; profiles are validated."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cluster_support import (
+    DaskProcesses,
+    closed_port,
+    wait_for_worker_names,
+)
+
+import cluster
+from cluster import ClusterError
+from cluster.profiles import (
+    kubernetes_kwargs,
+    load_profiles,
+    require_extra,
+    slurm_kwargs,
+    ssh_kwargs,
+)
+
+
+@pytest.fixture(scope="module")
+def dask_procs(tmp_path_factory):
+    procs = DaskProcesses(tmp_path_factory.mktemp("connect"))
+    try:
+        procs.start_scheduler()
+        procs.add_worker("a")
+        procs.add_worker("b")
+        yield procs
+    finally:
+        procs.stop()
+
+
+def _check_client(client, n_workers=2):
+    wait_for_worker_names(client, {"a", "b"} if n_workers == 2 else set())
+    assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+
+
+def test_connect_by_address_keeps_the_scheduler(dask_procs) -> None:
+    with cluster.connect(dask_procs.address, timeout=10) as client:
+        _check_client(client)
+        assert client.scheduler.address == dask_procs.address
+    # closing the client left the scheduler running: connect again, bare host:port
+    bare = dask_procs.address.removeprefix("tcp://")
+    with cluster.connect(bare, timeout=10) as client:
+        _check_client(client)
+    assert dask_procs.scheduler.alive()
+
+
+def test_connect_by_scheduler_file(dask_procs) -> None:
+    with cluster.connect(f"scheduler-file:{dask_procs.scheduler_file}", timeout=10) as client:
+        _check_client(client)
+
+
+def test_environment_check_passes_on_real_workers(dask_procs) -> None:
+    with cluster.connect(dask_procs.address, timeout=10) as client:
+        wait_for_worker_names(client, {"a", "b"})
+        versions = cluster.check_environment(client)
+    assert set(cluster.VERSIONED_PACKAGES) <= set(versions)
+    assert versions["backsweep"] and versions["numba"] and versions["polars"]
+
+
+def test_connect_by_profile(dask_procs, tmp_path, monkeypatch) -> None:
+    config = tmp_path / "clusters.toml"
+    config.write_text(f"""
+[profiles.lab]
+address = "{dask_procs.address}"
+timeout = 10
+wait_for_workers = 2
+
+[profiles.viafile]
+kind = "scheduler-file"
+scheduler_file = "{dask_procs.scheduler_file.name}"
+""")
+    # the scheduler file path is relative to the config file: copy it beside the config
+    (tmp_path / dask_procs.scheduler_file.name).write_text(dask_procs.scheduler_file.read_text())
+    with cluster.connect("lab", config=config) as client:
+        _check_client(client)
+    monkeypatch.setenv(cluster.CONFIG_ENV, str(config))
+    with cluster.connect("profile:viafile") as client:
+        _check_client(client)
+    assert dask_procs.scheduler.alive()
+
+
+def test_local_cluster_is_single_threaded_and_private() -> None:
+    with cluster.connect("local", workers=1) as client:
+        assert list(client.nthreads().values()) == [1]
+        env = client.run(lambda: __import__("os").environ.get("NUMBA_NUM_THREADS"))
+        assert list(env.values()) == ["1"]
+        link = client.dashboard_link or ""
+        assert "0.0.0.0" not in link and ("127.0.0.1" in link or not link)
+        sched = client.scheduler.address
+    # the local cluster was ours: it is gone
+    with pytest.raises(ClusterError), cluster.connect(sched, timeout=1):
+        pass
+
+
+def test_unreachable_scheduler_fails_within_the_timeout() -> None:
+    address = f"tcp://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as info, cluster.connect(address, timeout=2):
+        pass
+    elapsed = time.monotonic() - started
+    assert elapsed < 120  # a hang guard, not a speed test
+    assert address in str(info.value) and "2 s" in str(info.value)
+
+
+def test_bad_targets_are_clear(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv(cluster.CONFIG_ENV, raising=False)
+    with pytest.raises(ClusterError, match="does not exist"):
+        with cluster.connect(f"scheduler-file:{tmp_path / 'none.json'}"):
+            pass
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ClusterError, match="not a Dask scheduler file"):
+        with cluster.connect(f"scheduler-file:{tmp_path / 'bad.json'}"):
+            pass
+    with pytest.raises(ClusterError, match="nor a profile") as info:
+        with cluster.connect("nosuchprofile"):
+            pass
+    assert str(tmp_path / "backsweep" / "clusters.toml") in str(info.value)
+    with pytest.raises(ClusterError, match="unsupported scheduler address"):
+        with cluster.connect("http://127.0.0.1:8786"):
+            pass
+    with pytest.raises(ClusterError, match="tls_cert"):
+        with cluster.connect("127.0.0.1:1", tls_ca_file=tmp_path / "ca.pem"):
+            pass
+    with pytest.raises(ClusterError, match="does not exist"):
+        with cluster.connect("127.0.0.1:1", tls_ca_file=tmp_path / "ca.pem",
+                             tls_cert=tmp_path / "c.pem"):
+            pass
+    for name in ("ca.pem", "c.pem"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(ClusterError, match=r"not a TLS address; use tls://127\.0\.0\.1:1"):
+        with cluster.connect("tcp://127.0.0.1:1", tls_ca_file=tmp_path / "ca.pem",
+                             tls_cert=tmp_path / "c.pem"):
+            pass
+    with pytest.raises(ClusterError, match="cluster config file"):
+        with cluster.connect("x", config=tmp_path / "missing.toml"):
+            pass
+
+
+def test_profile_validation(tmp_path) -> None:
+    def load(text):
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        return load_profiles(path)
+
+    got = load('[profiles.a]\naddress = "h:1"\nca_file = "certs/ca.pem"\ncert = "/abs/c.pem"\n')
+    a = got["a"]
+    assert a.kind == "address"
+    assert a.options["ca_file"] == str(tmp_path / "certs" / "ca.pem")
+    assert a.options["cert"] == "/abs/c.pem"
+    with pytest.raises(ClusterError, match="unknown kind 'yarn'"):
+        load('[profiles.a]\nkind = "yarn"\n')
+    with pytest.raises(ClusterError, match="needs hosts"):
+        load('[profiles.a]\nkind = "ssh"\n')
+    with pytest.raises(ClusterError, match="at least two host"):
+        load('[profiles.a]\nkind = "ssh"\nhosts = ["only"]\n')
+    with pytest.raises(ClusterError, match="unknown key"):
+        load('[profiles.a]\naddress = "h:1"\nbogus = 1\n')
+    with pytest.raises(ClusterError, match="TLS files apply"):
+        load('[profiles.a]\nkind = "ssh"\nhosts = ["a", "b"]\nca_file = "x"\n')
+    with pytest.raises(ClusterError, match="needs cores, memory"):
+        load('[profiles.a]\nkind = "slurm"\n')
+    with pytest.raises(ClusterError, match=r"\[profiles.NAME\]"):
+        load('[lab]\naddress = "h:1"\n')
+    with pytest.raises(ClusterError, match="cannot read"):
+        load('[profiles.a\n')
+
+
+def test_example_config_parses() -> None:
+    example = Path(cluster.__file__).parent / "deploy" / "clusters.example.toml"
+    profiles = load_profiles(example)
+    assert {p.kind for p in profiles.values()} >= {"address", "ssh", "slurm", "kubernetes",
+                                                    "scheduler-file", "local"}
+
+
+def test_started_clusters_are_single_threaded_with_private_dashboards() -> None:
+    ssh = ssh_kwargs({"hosts": ["h", "w"], "workers_per_host": 4,
+                      "env": {"EXTRA": 1}, "connect_options": {"username": "me"}})
+    assert ssh["worker_options"]["nthreads"] == 1
+    assert ssh["worker_options"]["n_workers"] == 4
+    assert ssh["worker_options"]["env"]["NUMBA_NUM_THREADS"] == "1"
+    assert ssh["worker_options"]["env"]["EXTRA"] == "1"
+    assert ssh["scheduler_options"]["dashboard_address"].startswith("127.0.0.1:")
+    assert ssh["connect_options"] == {"username": "me", "connect_timeout": 20.0}
+    kw, scale = slurm_kwargs({"cores": 8, "memory": "16GB", "queue": "q", "jobs": 3})
+    assert kw["processes"] == 8 and scale == {"jobs": 3}
+    assert "export NUMBA_NUM_THREADS=1" in kw["job_script_prologue"]
+    assert kw["scheduler_options"]["dashboard_address"].startswith("127.0.0.1:")
+    assert slurm_kwargs({"cores": 2, "memory": "1GB"}, workers=5)[1] == {"n": 5}
+    k8s = kubernetes_kwargs({"image": "img:1", "env": {"A": "b"}})
+    assert k8s["worker_command"] == "dask worker --nthreads 1"
+    assert k8s["env"]["NUMBA_NUM_THREADS"] == "1" and k8s["env"]["A"] == "b"
+
+
+def test_missing_extra_names_the_pip_extra(monkeypatch, tmp_path) -> None:
+    for kind, module in (("ssh", "asyncssh"), ("slurm", "dask_jobqueue"),
+                         ("kubernetes", "dask_kubernetes")):
+        monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+        with pytest.raises(ClusterError, match=rf"pip install 'backsweep\[{kind}\]'"):
+            require_extra(kind)
+    config = tmp_path / "c.toml"
+    config.write_text('[profiles.hpc]\nkind = "slurm"\ncores = 2\nmemory = "1GB"\n')
+    with pytest.raises(ClusterError, match=r"backsweep\[slurm\]"):
+        with cluster.connect("hpc", config=config):
+            pass
+
+
+def test_slurm_profile_without_sbatch_is_refused(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("dask_jobqueue", reason="backsweep[slurm] not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    config = tmp_path / "c.toml"
+    config.write_text('[profiles.hpc]\nkind = "slurm"\ncores = 2\nmemory = "1GB"\n')
+    with pytest.raises(ClusterError, match="sbatch"), cluster.connect("hpc", config=config):
+        pass
+
+
+def test_slurm_job_script(tmp_path) -> None:
+    """The job script dask-jobqueue would submit for a profile (no SLURM needed)."""
+    jq = pytest.importorskip("dask_jobqueue", reason="backsweep[slurm] not installed")
+    kw, _ = slurm_kwargs({"cores": 4, "memory": "8GB", "queue": "compute",
+                          "walltime": "01:00:00", "account": "proj"})
+    # a throwaway local scheduler on 127.0.0.1 (dashboard too); no job is submitted
+    kw["scheduler_options"].update(host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    with jq.SLURMCluster(**kw) as slurm:
+        script = slurm.job_script()
+    assert "#SBATCH -p compute" in script and "#SBATCH -A proj" in script
+    assert "#SBATCH -t 01:00:00" in script
+    assert "export NUMBA_NUM_THREADS=1" in script
+    assert "--nworkers 4" in script and "--nthreads 1" in script
+
+
+def test_kubernetes_without_credentials_fails_fast(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("dask_kubernetes", reason="backsweep[kubernetes] not installed")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "c.toml"
+    config.write_text('[profiles.k8s]\nkind = "kubernetes"\nimage = "img:1"\n')
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="cannot start the kubernetes cluster"):
+        with cluster.connect("k8s", config=config):
+            pass
+    assert time.monotonic() - started < 120  # a hang guard, not a speed test
