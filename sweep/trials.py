@@ -12,7 +12,7 @@ from engine import METRIC_NAMES
 from engine.metrics import LOWER_IS_BETTER, periods_per_year
 from sweep.evaluate import BLOCK_COLUMNS
 
-__all__ = ["window_overfit_stats"]
+__all__ = ["finite_or_none", "window_overfit_stats"]
 
 
 
@@ -39,7 +39,7 @@ def window_overfit_stats(runs: pl.LazyFrame, window: int, objective: str = "shar
         return out
     if has_blocks:  # PBO judges the whole set of trials, whatever the selection filters
         stats = [np.stack(trials[c].to_numpy()) for c in BLOCK_COLUMNS]
-        out["pbo"] = _num(pbo_from_block_stats(*stats).pbo)
+        out["pbo"] = finite_or_none(pbo_from_block_stats(*stats).pbo)
     candidates = trials
     for f in filters:
         candidates = candidates.filter(pl.sql_expr(f))
@@ -56,11 +56,12 @@ def window_overfit_stats(runs: pl.LazyFrame, window: int, objective: str = "shar
     srs = trials["sharpe"].to_numpy() / scale
     dsr = deflated_sharpe_ratio(b["sharpe"] / scale, n_bars, b["skew"], b["kurtosis"],
                                 trial_srs=srs)
-    out.update(best_combo=b["combo"], dsr=_num(dsr))
+    out.update(best_combo=b["combo"], dsr=finite_or_none(dsr))
     return out
 
 
-def _num(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """A float for JSON, or None for missing, NaN and infinite values."""
     if x is None:
         return None
     x = float(x)

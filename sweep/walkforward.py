@@ -32,6 +32,7 @@ from sweep.grid import ENGINE_AXES
 from sweep.runner import SweepSummary, run_sweep
 from sweep.spec import SpecError, SweepSpec
 from sweep.store import ResultStore, atomic_write
+from sweep.trials import finite_or_none as _num
 from sweep.trials import window_overfit_stats
 from sweep.windows import advance, parse_length
 
@@ -358,10 +359,4 @@ def _stability(folds_df: pl.DataFrame, resolved: Any) -> dict[str, Any]:
         out[name] = info
     return out
 
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
 
