@@ -8,7 +8,7 @@ import numpy as np
 
 from engine import Panel
 from strategies.base import Param, Strategy, StrategyError, weights_kernel
-from strategies.signals import top_bottom_row
+from strategies.signals import n_ranked, rank_rows, top_bottom_row
 
 __all__ = ["MOMENTUM"]
 
@@ -17,6 +17,7 @@ __all__ = ["MOMENTUM"]
 def _kernel(data, row, out):
     close = data[0]
     score = data[int(row[0])]
+    ranked = data[int(row[0]) + 1]
     quantile = row[1]
     every = int(row[2])
     long_short = row[3] != 0.0
@@ -25,12 +26,8 @@ def _kernel(data, row, out):
             for n in range(close.shape[1]):
                 out[t, n] = np.nan
             continue
-        m = 0
-        for n in range(close.shape[1]):
-            if not np.isnan(close[t, n]) and not np.isnan(score[t, n]):
-                m += 1
-        n_pick = max(1, math.ceil(quantile * m - 1e-9))
-        top_bottom_row(score, close, t, n_pick, long_short, False, out)
+        n_pick = max(1, math.ceil(quantile * n_ranked(ranked, t) - 1e-9))
+        top_bottom_row(ranked, score, close, t, n_pick, long_short, False, out)
 
 
 def _past_return(close: np.ndarray, lookback: int, skip: int) -> np.ndarray:
@@ -50,12 +47,13 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
             f"({lookback[bad[0]]})"
         )
     pairs, slot = np.unique(np.column_stack([lookback, skip]), axis=0, return_inverse=True)
-    data = np.empty((1 + pairs.shape[0], *panel.shape))
+    data = np.empty((1 + 2 * pairs.shape[0], *panel.shape))
     data[0] = panel.close
-    for i, (lb, sk) in enumerate(pairs.tolist()):
-        data[1 + i] = _past_return(panel.close, lb, sk)
+    for i, (lb, sk) in enumerate(pairs.tolist()):  # each score, then its per-bar ranking
+        data[1 + 2 * i] = _past_return(panel.close, lb, sk)
+        data[2 + 2 * i] = rank_rows(data[1 + 2 * i], panel.close)
     rows = np.column_stack([
-        1 + slot.ravel(), cols["quantile"], cols["rebalance_every"], cols["long_short"],
+        1 + 2 * slot.ravel(), cols["quantile"], cols["rebalance_every"], cols["long_short"],
     ]).astype(np.float64)
     return data, np.ascontiguousarray(rows)
 

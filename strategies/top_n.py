@@ -6,7 +6,7 @@ import numpy as np
 
 from engine import Panel
 from strategies.base import Param, Strategy, StrategyError, weights_kernel
-from strategies.signals import top_bottom_row
+from strategies.signals import rank_rows, top_bottom_row
 
 __all__ = ["TOP_N"]
 
@@ -15,6 +15,7 @@ __all__ = ["TOP_N"]
 def _kernel(data, row, out):
     close = data[0]
     score = data[int(row[2])]
+    ranked = data[int(row[2]) + 1]
     n_pick = int(row[0])
     every = int(row[1])
     long_short = row[3] != 0.0
@@ -24,7 +25,7 @@ def _kernel(data, row, out):
             for n in range(close.shape[1]):
                 out[t, n] = np.nan
         else:
-            top_bottom_row(score, close, t, n_pick, long_short, score_weighted, out)
+            top_bottom_row(ranked, score, close, t, n_pick, long_short, score_weighted, out)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -35,12 +36,13 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
                 f"parameter 'feature': {name!r} is not a feature of the panel; it has "
                 f"{sorted(panel.features) or 'no features'}"
             )
-    data = np.empty((1 + names.shape[0], *panel.shape))
+    data = np.empty((1 + 2 * names.shape[0], *panel.shape))
     data[0] = panel.close
-    for i, name in enumerate(names.tolist()):
-        data[1 + i] = panel.features[name]
+    for i, name in enumerate(names.tolist()):  # each feature, then its per-bar ranking
+        data[1 + 2 * i] = panel.features[name]
+        data[2 + 2 * i] = rank_rows(data[1 + 2 * i], panel.close)
     rows = np.column_stack([
-        cols["n"], cols["rebalance_every"], 1 + slot, cols["long_short"],
+        cols["n"], cols["rebalance_every"], 1 + 2 * slot, cols["long_short"],
         cols["weighting"] == "score",
     ]).astype(np.float64)
     return data, np.ascontiguousarray(rows)
