@@ -200,21 +200,10 @@ def run(config: Path, target: str | None, cluster_config: Path | None, workers: 
 
     Exit codes: 0 done, 1 some runs or chunks failed, 2 bad input (nothing written).
     """
-    from cluster import ClusterError
     from sweep.runner import run_sweep
-    from sweep.spec import SpecError, SweepSpec
 
-    try:
-        spec = SweepSpec.from_toml(config)
-        summary = run_sweep(spec, target, out, workers=workers, overwrite=overwrite,
-                            cluster_config=cluster_config,
-                            chunk_size=chunk_size, progress=not no_progress,
-                            echo=lambda m: click.echo(m, err=True))
-    except (SpecError, ClusterError) as exc:
-        _bad_input(str(exc))
-    click.echo(summary.describe())
-    if not summary.ok:
-        raise SystemExit(1)
+    _run_spec(run_sweep, config, target, cluster_config, workers, out, overwrite, chunk_size,
+              no_progress)
 
 
 @main.command("walk-forward")
@@ -229,16 +218,24 @@ def walk_forward_command(config: Path, target: str | None, cluster_config: Path 
     Writes OUT/NAME/folds.parquet, oos_equity.parquet and a summary in sweep.json.
     Exit codes: 0 done, 1 some runs failed, 2 bad input (nothing written).
     """
+    from sweep.walkforward import walk_forward
+
+    _run_spec(walk_forward, config, target, cluster_config, workers, out, overwrite,
+              chunk_size, no_progress)
+
+
+def _run_spec(runner: Any, config: Path, target: str | None, cluster_config: Path | None,
+              workers: int | None, out: Path, overwrite: bool, chunk_size: int | None,
+              no_progress: bool) -> None:
+    """Load CONFIG, run it, print the summary; exit 2 on bad input, 1 if anything failed."""
     from cluster import ClusterError
     from sweep.spec import SpecError, SweepSpec
-    from sweep.walkforward import walk_forward
 
     try:
         spec = SweepSpec.from_toml(config)
-        result = walk_forward(spec, target, out, workers=workers, overwrite=overwrite,
-                              cluster_config=cluster_config,
-                              chunk_size=chunk_size, progress=not no_progress,
-                              echo=lambda m: click.echo(m, err=True))
+        result = runner(spec, target, out, workers=workers, overwrite=overwrite,
+                        cluster_config=cluster_config, chunk_size=chunk_size,
+                        progress=not no_progress, echo=lambda m: click.echo(m, err=True))
     except (SpecError, ClusterError) as exc:
         _bad_input(str(exc))
     click.echo(result.describe())
