@@ -17,7 +17,10 @@ from strategies import Strategy
 from sweep.grid import Grid, GridError, engine_axes, strategy_columns
 from sweep.kernels import evaluate_block
 
-__all__ = ["ShortingError", "WindowSpec", "evaluate", "evaluate_table", "resolve_windows"]
+__all__ = [
+    "ShortingError", "WindowSpec", "evaluate", "evaluate_table", "evaluate_windows",
+    "resolve_windows",
+]
 
 WindowSpec = Sequence[tuple[Any, Any]] | None
 
@@ -78,8 +81,8 @@ def evaluate(
         )
     bounds = resolve_windows(panel, windows)
     frames = []
-    for k, (i0, i1) in enumerate(bounds):
-        metrics = evaluate_table(panel, s, table, cfg, i0, i1)
+    for k, ((i0, i1), metrics) in enumerate(
+            zip(bounds, evaluate_windows(panel, s, table, cfg, bounds), strict=True)):
         frames.append(
             pl.concat(
                 [
@@ -114,7 +117,28 @@ def evaluate_table(
     the window (what PBO needs, see sweep.overfit).
     """
     t1 = panel.n_bars if t1 is None else t1
-    data, rows = strategy.prepare(panel, strategy_columns(strategy, table))
+    return evaluate_windows(panel, strategy, table, config, [(t0, t1)], blocks=blocks)[0]
+
+
+def evaluate_windows(
+    panel: Panel,
+    strategy: Strategy,
+    table: pl.DataFrame,
+    config: EngineConfig,
+    windows: Sequence[tuple[int, int]],
+    *,
+    blocks: int = 0,
+    prepared: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[pl.DataFrame]:
+    """:func:`evaluate_table` on several windows (bar bounds, end exclusive) at once: one
+    metrics frame per window. Each run's weights are computed once for all the windows.
+
+    ``prepared``: the strategy's ``prepare`` output for exactly these rows, when the caller
+    already holds it (a worker caches the indicators of a whole grid segment).
+    """
+    if prepared is None:
+        prepared = strategy.prepare(panel, strategy_columns(strategy, table))
+    data, rows = prepared
     cfgs, cfg_of_run = _engine_configs(table, config)
     atr_windows = sorted({c.atr_window for c in cfgs if c.atr_stop is not None})
     atrs = np.stack(
@@ -124,11 +148,13 @@ def evaluate_table(
         [atr_windows.index(c.atr_window) if c.atr_stop is not None else -1 for c in cfgs],
         dtype=np.int64,
     )
-    ppy = config.periods_per_year or periods_per_year(panel.timestamps[t0:t1])
+    bounds = np.array(windows, dtype=np.int64).reshape(-1, 2)
+    ppy = np.array([config.periods_per_year or periods_per_year(panel.timestamps[a:b])
+                    for a, b in bounds.tolist()], dtype=np.float64)
     out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
-        pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, t0, t1, ppy,
+        pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, bounds, ppy,
         blocks,
     )
     bad = np.flatnonzero(refused)
@@ -138,13 +164,16 @@ def evaluate_table(
             " gives negative weights but allow_short is False "
             f"({bad.size} of {table.height} runs); set allow_short = true in [engine]"
         )
-    frame = pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row")
-    if blocks:
-        frame = frame.with_columns(
-            pl.Series(name, stats[:, :, k], dtype=pl.Array(pl.Float64, blocks))
-            for k, name in enumerate(BLOCK_COLUMNS)
-        )
-    return frame
+    frames = []
+    for w in range(bounds.shape[0]):
+        frame = pl.DataFrame(out[w], schema=list(METRIC_NAMES), orient="row")
+        if blocks:
+            frame = frame.with_columns(
+                pl.Series(name, stats[w, :, :, k], dtype=pl.Array(pl.Float64, blocks))
+                for k, name in enumerate(BLOCK_COLUMNS)
+            )
+        frames.append(frame)
+    return frames
 
 
 BLOCK_COLUMNS = ("block_sum", "block_sumsq", "block_n")

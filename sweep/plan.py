@@ -1,5 +1,9 @@
-"""Planning: runs split into chunks (one window x a contiguous block of combinations),
-sized to about a second of work by timing a sample, enumerated by index arithmetic."""
+"""Planning: runs split into chunks (a contiguous block of combinations x every window),
+sized to about a second of work by timing a sample, enumerated by index arithmetic.
+
+A chunk holds all the windows of its combinations because a run's weights are computed
+once for all of them (walk-forward's train windows cost one strategy pass, not one a
+fold); it is stored as one file per window, all with the chunk's id."""
 
 from __future__ import annotations
 
@@ -15,14 +19,27 @@ TARGET_SECONDS = 1.0   # Dask's per-task overhead is ~1 ms: a task should be ~0.
 MAX_CHUNK = 200_000
 
 
+# Version of the chunk layout, stored with the plan: a sweep.json of another layout
+# cannot be resumed (its chunk ids mean other runs).
+LAYOUT = 2
+
+
+# Chunks are grouped into segments of about this many combination positions: a worker
+# prepares the strategy's indicators for a whole segment once and keeps it, because
+# consecutive chunks share most indicators (a block of an MA grid spans few fast but
+# nearly all slow windows) and preparing per chunk would recompute them chunk after chunk.
+SEGMENT_COMBOS = 65_536
+
+
 @dataclass(frozen=True)
 class Chunk:
-    """Combination positions ``start .. stop-1`` of window ``window``."""
+    """Combination positions ``start .. stop-1``, on every window; ``segment`` is the
+    range of positions whose indicators a worker prepares together."""
 
     chunk_id: int
-    window: int
     start: int
     stop: int
+    segment: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -32,19 +49,18 @@ class Plan:
     chunk_size: int
     n_combos: int
     n_windows: int
-
-    @property
-    def chunks_per_window(self) -> int:
-        return -(-self.n_combos // self.chunk_size)
+    layout: int = LAYOUT
 
     @property
     def n_chunks(self) -> int:
-        return self.chunks_per_window * self.n_windows
+        return -(-self.n_combos // self.chunk_size)
 
     def chunk(self, chunk_id: int) -> Chunk:
-        window, k = divmod(chunk_id, self.chunks_per_window)
-        start = k * self.chunk_size
-        return Chunk(chunk_id, window, start, min(start + self.chunk_size, self.n_combos))
+        start = chunk_id * self.chunk_size
+        per_segment = max(1, SEGMENT_COMBOS // self.chunk_size) * self.chunk_size
+        seg = start // per_segment * per_segment
+        return Chunk(chunk_id, start, min(start + self.chunk_size, self.n_combos),
+                     (seg, min(seg + per_segment, self.n_combos)))
 
     def chunks(self) -> Iterator[Chunk]:
         for chunk_id in range(self.n_chunks):
@@ -57,17 +73,17 @@ class Plan:
 def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET_SECONDS,
                          sample: int = 64) -> int:
     """Combination positions per chunk so that a chunk takes about ``target_seconds``:
-    times a sample block (after a warm-up) on the longest window."""
-    from sweep.evaluate import evaluate_table
+    times a sample block (after a warm-up) on all the windows."""
+    from sweep.evaluate import evaluate_windows
 
-    i0, i1 = max(resolved.windows, key=lambda w: w[1] - w[0])
+    windows = resolved.windows
     table = resolved.combos_table(0, min(resolved.n_combos, 10_000)).head(sample)
     if table.height == 0:
         return min(MAX_CHUNK, max(1, resolved.n_combos))
     panel, strategy, config = resolved.panel, resolved.strategy, resolved.config
-    evaluate_table(panel, strategy, table.head(1), config, i0, i1)  # compile or load kernels
+    evaluate_windows(panel, strategy, table.head(1), config, windows)  # compile/load kernels
     started = time.perf_counter()
-    evaluate_table(panel, strategy, table, config, i0, i1)
+    evaluate_windows(panel, strategy, table, config, windows)
     seconds = time.perf_counter() - started
     # Constraints thin a block of positions out: size chunks in positions, not runs.
     combos = table["combo"]

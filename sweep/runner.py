@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 import cluster
-from sweep.plan import Plan, calibrate_chunk_size
+from sweep.plan import LAYOUT, Plan, calibrate_chunk_size
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
 from sweep.store import ResultStore
 from sweep.worker import SweepContextPlugin, run_chunk
@@ -91,16 +91,16 @@ def run_sweep(
     resolved = spec.resolve()
     store = ResultStore(Path(out or "results") / spec.name)
     existing = _existing_meta(store, resolved, overwrite)  # refuses before writing anything
-    finished = existing is not None and \
-        len(store.done_chunks()) >= Plan(**existing["plan"]).n_chunks
+    finished = existing is not None and _plan(existing).n_chunks <= len(
+        store.done_chunks(len(resolved.windows)))
     with contextlib.ExitStack() as stack:
         # Connect (or start the local cluster) before writing: an unreachable cluster is
         # bad input with nothing written. A finished sweep needs no cluster at all.
         c = None if finished else stack.enter_context(
             cluster.connect(client, workers=workers, config=cluster_config))
         meta = _prepare_store(store, resolved, overwrite, chunk_size)
-        plan = Plan(**meta["plan"])
-        done = store.done_chunks()
+        plan = _plan(meta)
+        done = store.done_chunks(plan.n_windows)
         todo = [cid for cid in range(plan.n_chunks) if cid not in done]
         summary = SweepSummary(store.root, chunks_total=plan.n_chunks,
                                chunks_skipped=plan.n_chunks - len(todo))
@@ -116,7 +116,7 @@ def run_sweep(
                 echo(f"interrupted: finished chunks are kept in {store.root}; rerun to resume")
                 raise
     summary.n_runs, summary.n_errors = _count(store)
-    complete = len(store.done_chunks()) == plan.n_chunks
+    complete = len(store.done_chunks(plan.n_windows)) == plan.n_chunks
     if complete and summary.n_runs and (todo or "summary" not in meta):
         meta["summary"] = _overfit_summary(store, len(resolved.windows))
     summary.seconds = time.perf_counter() - started
@@ -152,7 +152,18 @@ def _existing_meta(store: ResultStore, resolved: ResolvedSweep, overwrite: bool
                 "to replace them, or use another name or --out"
             )
         return None
+    if meta is not None and meta.get("plan", {}).get("layout") != LAYOUT:
+        if not overwrite:
+            raise SpecError(
+                f"{store.root} holds results of this sweep written by an older backsweep "
+                "with another chunk layout, which cannot be resumed; pass --overwrite to "
+                "recompute them, or use another name or --out")
+        return None
     return meta
+
+
+def _plan(meta: dict[str, Any]) -> Plan:
+    return Plan(**meta["plan"])
 
 
 def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
@@ -161,7 +172,7 @@ def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
     spec = resolved.spec
     identity = {"digest": spec.digest, "fingerprint": resolved.panel.fingerprint}
     meta = _existing_meta(store, resolved, overwrite)
-    if meta is None or {k: meta.get(k) for k in identity} != identity:
+    if meta is None:
         store.clear()  # --overwrite of another sweep or of an unreadable sweep.json
         meta = None
     store.clean_temp_files()
@@ -210,28 +221,29 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
         bar = _progress_bar(total_runs, progress)
         bar.update(_runs_on_disk(store))
         pending = iter(todo)
-        window_of: dict[Any, tuple[int, int]] = {}
+        chunk_of: dict[Any, int] = {}
 
         def submit(cid: int) -> Any:
             chunk = plan.chunk(cid)
             fut = c.submit(run_chunk, key, chunk, retries=2,
-                           key=f"backsweep-{key}-w{chunk.window}-{chunk.start}-{chunk.stop}")
-            window_of[fut.key] = (chunk.window, cid)
+                           key=f"backsweep-{key}-{chunk.start}-{chunk.stop}")
+            chunk_of[fut.key] = cid
             return fut
 
         running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
                                                                  strict=False)])
         try:
             for fut in running:
-                window, cid = window_of.pop(fut.key)
+                cid = chunk_of.pop(fut.key)
                 try:
-                    table = fut.result()
+                    tables = fut.result()
                 except Exception as exc:  # e.g. KilledWorker after its retries
                     summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
                 else:
-                    store.write_chunk(window, cid, table)
+                    for window, table in enumerate(tables):
+                        store.write_chunk(window, cid, table)
+                        bar.update(table.num_rows)
                     summary.chunks_run += 1
-                    bar.update(table.num_rows)
                 fut.release()
                 nxt = next(pending, None)
                 if nxt is not None:

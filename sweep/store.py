@@ -84,16 +84,18 @@ class ResultStore:
             tmp_dir=self.root / ".tmp",
         )
 
-    def done_chunks(self) -> set[int]:
-        """Chunk ids with a complete file on disk."""
-        done: set[int] = set()
+    def done_chunks(self, n_windows: int = 1) -> set[int]:
+        """Chunk ids with a complete file on disk in each of the ``n_windows`` windows (a
+        chunk is written one window at a time; a crash in between leaves it to redo)."""
+        files: dict[int, int] = {}
         if not self.runs.exists():
-            return done
+            return set()
         for part in self.runs.glob("window=*/part-*.parquet"):
             m = _PART.match(part.name)
             if m:
-                done.add(int(m.group(1)))
-        return done
+                cid = int(m.group(1))
+                files[cid] = files.get(cid, 0) + 1
+        return {cid for cid, n in files.items() if n >= n_windows}
 
     def clean_temp_files(self) -> int:
         """Remove temp files a killed writer left behind (they are never read)."""

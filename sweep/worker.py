@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +23,8 @@ import pyarrow as pa
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine import METRIC_NAMES, Panel
-from sweep.evaluate import BLOCK_COLUMNS, evaluate_table
-from sweep.grid import ENGINE_AXES
+from sweep.evaluate import BLOCK_COLUMNS, evaluate_windows
+from sweep.grid import ENGINE_AXES, strategy_columns
 from sweep.plan import Chunk
 from sweep.spec import ResolvedSweep, SweepSpec
 
@@ -105,42 +107,80 @@ def result_schema(resolved: ResolvedSweep) -> pa.Schema:
     return pa.schema(fields)
 
 
-def run_chunk(key: str, chunk: Chunk) -> pa.Table:
-    """Evaluate one chunk; a run that raises is recorded with its error, not lost."""
+def run_chunk(key: str, chunk: Chunk) -> list[pa.Table]:
+    """Evaluate one chunk on every window: one table a window, in window order. A run that
+    raises is recorded with its error, not lost."""
     resolved = context(key)
-    i0, i1 = resolved.windows[chunk.window]
-    table = resolved.combos_table(chunk.start, chunk.stop)
-    metrics, errors = _evaluate_isolating_errors(resolved, table, i0, i1)
+    table, prepared = _segment_slice(key, resolved, chunk)
+    frames, errors = _evaluate_isolating_errors(resolved, table, prepared)
     ts = resolved.panel.timestamps
     n = table.height
-    frame = pl.concat(
-        [
-            pl.DataFrame({
-                "run_id": run_ids(resolved, table, chunk.window),
-                "chunk_id": np.full(n, chunk.chunk_id, dtype=np.int64),
-                "strategy": [resolved.strategy.name] * n,
-                "window_start": np.repeat(ts[i0], n),
-                "window_end": np.repeat(ts[i1 - 1], n),
-            }),
-            table,
-            metrics,
-            pl.DataFrame({"error": pl.Series(errors, dtype=pl.String)}),
-        ],
-        how="horizontal",
-    )
-    return frame.to_arrow().cast(result_schema(resolved))
+    schema = result_schema(resolved)
+    out = []
+    for window, ((i0, i1), metrics) in enumerate(zip(resolved.windows, frames, strict=True)):
+        frame = pl.concat(
+            [
+                pl.DataFrame({
+                    "run_id": run_ids(resolved, table, window),
+                    "chunk_id": np.full(n, chunk.chunk_id, dtype=np.int64),
+                    "strategy": [resolved.strategy.name] * n,
+                    "window_start": np.repeat(ts[i0], n),
+                    "window_end": np.repeat(ts[i1 - 1], n),
+                }),
+                table,
+                metrics,
+                pl.DataFrame({"error": pl.Series(errors, dtype=pl.String)}),
+            ],
+            how="horizontal",
+        )
+        out.append(frame.to_arrow().cast(schema))
+    return out
 
 
-def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame, i0: int, i1: int
-                               ) -> tuple[pl.DataFrame, list[str | None]]:
+# This worker's last prepared segment (see sweep.plan): (cache key, grid rows, their
+# positions, data, rows), replaced as a whole; the lock keeps threads from building one
+# segment twice.
+_SEGMENT: list[Any] = [None]
+_SEGMENT_LOCK = threading.Lock()
+
+
+def _segment_slice(key: str, resolved: ResolvedSweep, chunk: Chunk
+                   ) -> tuple[pl.DataFrame, tuple[np.ndarray, np.ndarray] | None]:
+    """The chunk's grid rows and their prepared (data, rows) sliced from the worker's
+    cached segment; (rows, None) if the segment cannot be prepared (then the chunk is
+    evaluated on its own, so that a failing run is isolated and recorded)."""
+    with _SEGMENT_LOCK:
+        cached = _SEGMENT[0]
+        if cached is None or cached[0] != (key, chunk.segment):
+            _SEGMENT[0] = cached = None  # drop the old segment before building the next
+            table = resolved.combos_table(*chunk.segment)
+            try:
+                data, rows = resolved.strategy.prepare(
+                    resolved.panel, strategy_columns(resolved.strategy, table))
+            except Exception:
+                return resolved.combos_table(chunk.start, chunk.stop), None
+            combo = table["combo"].to_numpy()
+            position = combo if resolved.combos is None else \
+                np.searchsorted(resolved.combos, combo)
+            _SEGMENT[0] = cached = ((key, chunk.segment), table, position, data, rows)
+    _, table, position, data, rows = cached
+    lo, hi = (int(i) for i in np.searchsorted(position, [chunk.start, chunk.stop]))
+    return table.slice(lo, hi - lo), (data, rows[lo:hi])
+
+
+def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
+                               prepared: tuple[np.ndarray, np.ndarray] | None
+                               ) -> tuple[list[pl.DataFrame], list[str | None]]:
     args = (resolved.panel, resolved.strategy)
     blocks = resolved.spec.pbo_blocks
+    windows = resolved.windows
     try:
-        return (evaluate_table(*args, table, resolved.config, i0, i1, blocks=blocks),
+        return (evaluate_windows(*args, table, resolved.config, windows, blocks=blocks,
+                                 prepared=prepared),
                 [None] * table.height)
     except Exception:
         pass  # find the runs that fail, one by one; the others still count
-    rows, errors = [], []
+    per_run, errors = [], []
     nan_row = pl.DataFrame({m: [float("nan")] for m in METRIC_NAMES})
     if blocks:
         nan_row = nan_row.with_columns(
@@ -149,31 +189,49 @@ def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame, i0:
         )
     for k in range(table.height):
         try:
-            rows.append(evaluate_table(*args, table.slice(k, 1), resolved.config, i0, i1,
-                                       blocks=blocks))
+            per_run.append(evaluate_windows(*args, table.slice(k, 1), resolved.config,
+                                            windows, blocks=blocks))
             errors.append(None)
         except Exception as exc:
-            rows.append(nan_row)
+            per_run.append([nan_row] * len(windows))
             errors.append(f"{type(exc).__name__}: {exc}"[:2000] or traceback.format_exc(1))
-    return pl.concat(rows), errors
+    return [pl.concat([run[w] for run in per_run]) for w in range(len(windows))], errors
 
 
 def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[str]:
     """Deterministic run ids: a hash of strategy, every parameter (defaults included), the
-    window's dates, the effective engine config and the data's fingerprint."""
+    window's dates, the effective engine config and the data's fingerprint.
+
+    The hashed text is the canonical JSON (sorted keys) of those fields. Its constant part
+    is built once: each grid column's distinct values are JSON-encoded once and spliced
+    into a template, so a run costs one string concatenation (in polars) and one hash.
+    """
     i0, i1 = resolved.windows[window]
     ts = resolved.panel.timestamps
+    names = [c for c in table.columns if c != "combo"]
+    slot = {name: f"\x00{k}\x00" for k, name in enumerate(names)}
     defaults = {k: p.default for k, p in resolved.strategy.params.items()}
     engine = resolved.config.to_dict()
-    names = [c for c in table.columns if c != "combo"]
-    out = []
-    for row in table.select(names).iter_rows(named=True):
-        text = json.dumps({
-            "strategy": resolved.strategy.name,
-            "params": defaults | {k: v for k, v in row.items() if k not in ENGINE_AXES},
-            "engine": engine | {k: v for k, v in row.items() if k in ENGINE_AXES},
-            "window": [str(ts[i0]), str(ts[i1 - 1])],
-            "data": resolved.panel.fingerprint,
-        }, sort_keys=True, default=str)
-        out.append(hashlib.blake2b(text.encode(), digest_size=10).hexdigest())
-    return out
+    template = json.dumps({
+        "strategy": resolved.strategy.name,
+        "params": defaults | {k: v for k, v in slot.items() if k not in ENGINE_AXES},
+        "engine": engine | {k: v for k, v in slot.items() if k in ENGINE_AXES},
+        "window": [str(ts[i0]), str(ts[i1 - 1])],
+        "data": resolved.panel.fingerprint,
+    }, sort_keys=True, default=str)
+    pieces = _SLOT.split(template)  # literal, column index, literal, column index, ...
+    parts: list[pl.Expr] = []
+    for k, piece in enumerate(pieces):
+        if k % 2 == 0:
+            parts.append(pl.lit(piece, dtype=pl.String))
+        else:
+            name = names[int(piece)]
+            values = table[name].unique().to_list()
+            parts.append(pl.col(name).replace_strict(
+                values, [json.dumps(v, default=str) for v in values], return_dtype=pl.String))
+    texts = table.select(pl.concat_str(parts).alias("text"))["text"].to_list()
+    blake2b = hashlib.blake2b
+    return [blake2b(t.encode(), digest_size=10).hexdigest() for t in texts]
+
+
+_SLOT = re.compile(r'"\\u0000(\d+)\\u0000"')

@@ -91,13 +91,15 @@ def test_store_layout(reference: Path) -> None:
     assert all(f.startswith("runs/") for f in files[:-1])
     matches = [PART.match(f) for f in parts]
     assert all(matches), parts
-    ids = sorted(int(m.group(2)) for m in matches)
-    assert ids == list(range(plan.n_chunks))
+    # a chunk is one block of combinations on every window: one file a window, same id
+    pairs = sorted((int(m.group(2)), int(m.group(1))) for m in matches)
+    assert pairs == [(cid, w) for cid in range(plan.n_chunks) for w in range(2)]
     for m in matches:
         window, cid = int(m.group(1)), int(m.group(2))
-        assert plan.chunk(cid).window == window
-        table = pq.read_table(reference / "runs" / m.group(0))
-        assert set(table.column("chunk_id").to_pylist()) <= {cid}
+        table = pl.read_parquet(reference / "runs" / m.group(0))
+        assert set(table["chunk_id"].to_list()) <= {cid}
+        chunk = plan.chunk(cid)
+        assert table["combo"].to_list() == list(range(chunk.start, chunk.stop))
 
 
 def test_columns_and_types(reference: Path) -> None:
@@ -172,12 +174,12 @@ def test_run_ids_unique_and_deterministic(client: Any, reference: Path,
     assert (per_combo["run_id"] == 2).all()
     # another sweep of the same runs cut into other chunks gives the same ids
     summary = quiet(SPEC, client, tmp_path, chunk_size=1)
-    assert summary.ok and summary.chunks_total == 2 * 48
+    assert summary.ok and summary.chunks_total == 48
     again = read_runs(tmp_path / SPEC.name)
     assert again.select("window", "combo", "run_id").sort("window", "combo").equals(
         ref.select("window", "combo", "run_id").sort("window", "combo"))
     same_runs(ref, again, ignore=["chunk_id"])
-    assert again["chunk_id"].n_unique() == 2 * 48
+    assert again["chunk_id"].n_unique() == 48
 
 
 # ------------------------------------------------------------------ resume, refusal
@@ -220,6 +222,26 @@ def test_different_spec_refused_unless_overwrite(client: Any, reference: Path,
     assert "commission" not in df.columns
 
 
+def test_older_chunk_layout_refused_unless_overwrite(client: Any, reference: Path,
+                                                     tmp_path: Path) -> None:
+    """Results of this same sweep cut into chunks of the older layout (one window a
+    chunk) cannot be resumed: their chunk ids name other runs."""
+    out = tmp_path / "out"
+    root = out / SPEC.name
+    shutil.copytree(reference, root)
+    meta = read_meta(root)
+    del meta["plan"]["layout"]
+    meta["status"] = "running"
+    ResultStore(root).write_meta(meta)
+    files_before = sorted(part_files(root))
+    with pytest.raises(SpecError, match="older backsweep.*--overwrite"):
+        quiet(SPEC, client, out)
+    assert sorted(part_files(root)) == files_before
+    summary = quiet(SPEC, client, out, overwrite=True, chunk_size=CHUNK)
+    assert summary.ok and summary.chunks_run == summary.chunks_total
+    same_runs(read_runs(reference), read_runs(root))
+
+
 @pytest.fixture(scope="module")
 def one_worker_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SPEC on a separate LocalCluster of ONE worker, the reference's chunk size."""
@@ -257,8 +279,11 @@ def test_resumed_history_gives_the_same_table(client: Any, reference: Path,
     stale = gone[0].parent / f".{gone[0].name}.k1ll3d.tmp"
     stale.write_bytes(b"PAR1 half a file")
     summary = quiet(SPEC, client, out, chunk_size=1)  # the stored plan wins on resume
-    assert summary.chunks_run == len(gone)
-    assert summary.chunks_skipped == len(parts) - len(gone)
+    # a chunk with any window's file missing is recomputed (all its windows rewritten)
+    redo = {int(PART.match(p.relative_to(root / "runs").as_posix()).group(2)) for p in gone}
+    n_chunks = Plan(**read_meta(reference)["plan"]).n_chunks
+    assert summary.chunks_run == len(redo)
+    assert summary.chunks_skipped == n_chunks - len(redo)
     assert summary.ok and summary.n_runs == N_RUNS
     assert not stale.exists()
     assert read_meta(root)["plan"]["chunk_size"] == CHUNK
@@ -426,7 +451,7 @@ def test_concurrent_reader_never_sees_a_partial_file(client: Any, tmp_path: Path
     finally:
         stop.set()
         thread.join(30)
-    assert summary.ok and summary.chunks_run == 96
+    assert summary.ok and summary.chunks_run == 48  # chunks of one combination x 2 windows
     assert not problems, problems[:5]
     assert reads > 0
     assert all(re.fullmatch(r"part-\d{7}\.parquet", name) for name in seen), seen
