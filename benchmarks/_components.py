@@ -62,6 +62,7 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
     last_bar = last_valid_bars(close[t0:t1])
     no_atr = np.empty((0, 0))
     no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_blocks = np.empty((0, 3))
     for r in range(rows.shape[0]):
         kernel(data, rows[r], weights)
         cfg = cfgs[0]
@@ -69,7 +70,8 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
             open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
             last_bar, no_atr, 0, no_log,
         )
-        out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy)
+        out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy,
+                             no_blocks)
     return out
 
 
@@ -101,8 +103,10 @@ def _one_run(open_, high, low, close, weights, cfgs):
 def _metrics_repeat(equity, exposure, fees, notional, acct, init_cash, ppy, repeat):
     """One run's equity curve reduced to metrics ``repeat`` times (direct stage 3)."""
     acc = 0.0
+    no_blocks = np.empty((0, 3))
     for _ in range(repeat):
-        acc += run_metrics(equity, exposure, fees, notional, acct, init_cash, ppy)[0]
+        acc += run_metrics(equity, exposure, fees, notional, acct, init_cash, ppy,
+                           no_blocks)[0]
     return acc
 
 
@@ -190,6 +194,7 @@ def profile_components(panel, strategy, table, config, repeat: int = 5,
     buf = np.empty(panel.shape)
     cfg_of_run = np.zeros(R, dtype=np.int64)
     no_atr, atr_slot = np.empty((0, 0, 0)), np.full(1, -1, dtype=np.int64)
+    window, ppy_w = np.array([[t0, t1]], dtype=np.int64), np.array([ppy])
     k = strategy.kernel
 
     # Direct timings on a typical run: the grid's median run by number of trades.
@@ -208,7 +213,7 @@ def profile_components(panel, strategy, table, config, repeat: int = 5,
                                                          t0, t1),
         "full": lambda: _full_loop(k, data, rows, o, h, lo, c, cfgs, t0, t1, ppy),
         "evaluate_block": lambda: evaluate_block(k, data, rows, o, h, lo, c, cfgs, cfg_of_run,
-                                                 no_atr, atr_slot, t0, t1, ppy, 0),
+                                                 no_atr, atr_slot, window, ppy_w, 0),
         "simulate_direct": lambda: _simulate_repeat(ow, hw, lw, cw, w, cfgs, R),
         "simulate_no_orders": lambda: _simulate_repeat(ow, hw, lw, cw, nan_w, cfgs, R),
         "metrics_direct": lambda: _metrics_repeat(eq, ex, fe, no, acct, config.init_cash,

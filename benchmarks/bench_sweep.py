@@ -112,17 +112,20 @@ def _first_two(spec: Any) -> list[Any]:
 def chunks_child(args: argparse.Namespace) -> None:
     """Child: what one task of the sweep costs on a worker, piece by piece (CPU time).
 
-    Installs the sweep's context as the worker plugin does, then, for a few chunks of
-    ``--chunk-size`` combinations spread over the grid (after a warm-up chunk), times the
-    pieces of ``sweep.worker.run_chunk``: the grid rows, ``prepare`` (the moving averages
-    this chunk needs), the compiled loop with and without the PBO block statistics, the run
-    ids, the whole task, and the client's Parquet write of its result.
+    Installs the sweep's context as the worker plugin does, then walks the chunks one
+    worker of two would get (every other chunk from the start, ``--chunk-samples`` of
+    them, after a warm-up chunk of another segment) and times the pieces of
+    ``sweep.worker.run_chunk``: the segment's ``prepare`` (the moving averages, once per
+    segment), the compiled loop with and without the PBO block statistics on the chunk's
+    slice of it, the run ids, the whole task, and the client's Parquet write of its result;
+    also what ``prepare`` of the chunk alone would cost (the layout before segments).
     """
     import tempfile as _tempfile
 
     import pyarrow.parquet as pq
 
-    from sweep.evaluate import evaluate_table
+    import sweep.worker as worker
+    from sweep.evaluate import evaluate_windows
     from sweep.grid import strategy_columns
     from sweep.plan import Plan
     from sweep.spec import SweepSpec
@@ -135,12 +138,13 @@ def chunks_child(args: argparse.Namespace) -> None:
     plan = Plan(args.chunk_size, resolved.n_combos, len(resolved.windows))
     panel, strat, cfg = resolved.panel, resolved.strategy, resolved.config
     blocks = spec.pbo_blocks
-    picks = sorted({round(k * (plan.n_chunks - 1) / max(1, args.chunk_samples - 1))
-                    for k in range(args.chunk_samples)})
-    run_chunk(key, plan.chunk(picks[-1]))  # warm-up: compile or load the caches
+    windows = resolved.windows
+    picks = list(range(0, plan.n_chunks, 2))[:args.chunk_samples]
+    run_chunk(key, plan.chunk(plan.n_chunks - 1))  # warm-up: compile or load the caches
     pieces: dict[str, float] = {}
     runs = 0
     distinct = []
+    segments = set()
 
     def clock(name, fn):
         t0 = time.process_time()
@@ -151,31 +155,40 @@ def chunks_child(args: argparse.Namespace) -> None:
     with _tempfile.TemporaryDirectory() as tmp:
         for cid in picks:
             ch = plan.chunk(cid)
-            i0, i1 = resolved.windows[ch.window]
-            table = clock("grid rows (combos_table)", lambda ch=ch: resolved.combos_table(
-                ch.start, ch.stop))
-            data, _ = clock("prepare (indicators of the chunk)", lambda t=table: strat.prepare(
-                panel, strategy_columns(strat, t)))
+            if ch.segment not in segments:
+                segments.add(ch.segment)
+                worker._SEGMENT[0] = None
+                clock("segment: grid rows and prepare (once a segment)",
+                      lambda ch=ch: worker._segment_slice(key, resolved, ch))
+            table, prepared = worker._segment_slice(key, resolved, ch)
+            data, _ = clock("prepare of the chunk alone (not run: segments replace it)",
+                            lambda t=table: strat.prepare(panel, strategy_columns(strat, t)))
             distinct.append(data.shape[0] - 1)
             del data
-            clock("evaluate_table, PBO blocks off", lambda t=table, a=i0, b=i1: evaluate_table(
-                panel, strat, t, cfg, a, b))
-            clock(f"evaluate_table, {blocks} PBO blocks (what the task runs)",
-                  lambda t=table, a=i0, b=i1: evaluate_table(panel, strat, t, cfg, a, b,
-                                                             blocks=blocks))
-            clock("run ids (hash of each run, Python)", lambda t=table, w=ch.window: run_ids(
-                resolved, t, w))
-            arrow = clock("run_chunk: the whole task", lambda ch=ch: run_chunk(key, ch))
-            clock("client: Parquet write of the task's table (zstd)",
-                  lambda a=arrow: pq.write_table(a, Path(tmp) / "x.parquet",
-                                                 compression="zstd"))
-            runs += table.height
+            clock("compiled loop on the chunk's slice, PBO blocks off",
+                  lambda t=table, p=prepared: evaluate_windows(panel, strat, t, cfg, windows,
+                                                               prepared=p))
+            clock(f"compiled loop, {blocks} PBO blocks (what the task runs)",
+                  lambda t=table, p=prepared: evaluate_windows(
+                      panel, strat, t, cfg, windows, blocks=blocks, prepared=p))
+            clock("run ids (a template, a hash a run)",
+                  lambda t=table: [run_ids(resolved, t, w) for w in range(len(windows))])
+            arrow = clock("run_chunk: the whole task (segment cached)",
+                          lambda ch=ch: run_chunk(key, ch))
+            clock("client: Parquet write of the task's tables (zstd)",
+                  lambda a=arrow: [pq.write_table(t, Path(tmp) / "x.parquet",
+                                                  compression="zstd") for t in a])
+            runs += table.height * len(windows)
+    pieces["run_chunk: the whole task (segment cached)"] += pieces[
+        "segment: grid rows and prepare (once a segment)"]
+    pieces["run_chunk: the whole task, segment prepare included"] = pieces.pop(
+        "run_chunk: the whole task (segment cached)")
     whole = resolved.combos_table(0, resolved.n_combos)
     full_distinct = strat.prepare(panel, strategy_columns(strat, whole))[0].shape[0] - 1
     emit_json({"pieces": pieces, "runs": runs, "chunks": len(picks),
                "whole_grid_indicators": full_distinct,
                "chunk_size": args.chunk_size, "distinct_indicators": distinct,
-               "blocks": blocks, "load": load_average()})
+               "segments": len(segments), "blocks": blocks, "load": load_average()})
 
 
 def scan_child(args: argparse.Namespace) -> None:
@@ -420,9 +433,10 @@ def report(args, a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
                     for k, v in ch["pieces"].items()]
             rows.append(["in-process sweep.evaluate, whole grid in one call (last round)",
                          "-", f"{ip_us:.1f}", "1.00"])
-            print(f"One task on the worker side, piece by piece: {ch['chunks']} chunks of "
-                  f"{ch['chunk_size']:,} combinations spread over the grid ({runs:,} runs), "
-                  f"CPU time, one process; indicators a chunk needs: "
+            print(f"One worker's tasks, piece by piece: {ch['chunks']} chunks of "
+                  f"{ch['chunk_size']:,} combinations (every other chunk from the start, "
+                  f"{ch['segments']} segment(s); {runs:,} runs), CPU time, one process; "
+                  f"indicators a chunk alone needs: "
                   f"{', '.join(map(str, ch['distinct_indicators']))} (the whole grid: "
                   f"{ch['whole_grid_indicators']:,}); load {ch['load'][0]:.1f}")
             print(format_table(["piece", "CPU s", "µs/run", "vs in-process"], rows))

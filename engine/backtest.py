@@ -161,7 +161,8 @@ def run_backtest(
         log = np.empty(n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for every trade
     trades = log[:n_trades]
     ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
-    values = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy)
+    values = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy,
+                         np.empty((0, 3)))
     return BacktestResult(
         timestamps=panel.timestamps,
         assets=panel.assets,

@@ -31,24 +31,6 @@ _SIGNATURE = types.Tuple((types.float64[:, :, ::1], types.int64[::1],
 )
 
 
-@njit(nogil=True, cache=True)
-def block_return_stats(equity, init_cash, out):
-    """Split the bars into ``out.shape[0]`` nearly equal consecutive blocks and write each
-    block's (sum, sum of squares, count) of per-bar returns into ``out``."""
-    n = equity.shape[0]
-    S = out.shape[0]
-    prev = init_cash
-    b = 0
-    for t in range(n):
-        while b < S - 1 and t >= (b + 1) * n // S:
-            b += 1
-        r = equity[t] / prev - 1.0
-        prev = equity[t]
-        out[b, 0] += r
-        out[b, 1] += r * r
-        out[b, 2] += 1.0
-
-
 @njit(_SIGNATURE, nogil=True, cache=True)
 def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run, atrs,
                    atr_slot, windows, periods_per_year, n_blocks):
@@ -88,8 +70,6 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
                 last_bars[w], atr, 0, no_log,
             )
             out[w, r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
-                                    periods_per_year[w])
+                                    periods_per_year[w], blocks[w, r])
             refused[r] += int(acct[N_REFUSED])
-            if n_blocks > 0:
-                block_return_stats(equity, cfg.init_cash, blocks[w, r])
     return out, refused, blocks

@@ -148,6 +148,18 @@ def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional
     The same definitions as the functions above, fused into two passes over the bars
     (this runs once per backtest of a grid, so it is on the hot path).
     """
+    return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
+                               notional, n_opened, n_closed, n_wins, gross_profit,
+                               gross_loss, np.empty((0, 3)))
+
+
+@njit(nogil=True, cache=True)
+def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, notional,
+                        n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks):
+    """:func:`metrics_vector`, also adding to ``blocks`` (S, 3) each of S consecutive
+    blocks' (sum, sum of squares, count) of returns, in the same pass: bar t belongs to
+    the block b with ``b * n // S <= t < (b + 1) * n // S`` (what PBO needs, without a
+    second pass over the bars). S = 0: no blocks."""
     out = np.full(N_METRICS, np.nan)
     n = equity.shape[0]
     out[17] = n
@@ -165,12 +177,22 @@ def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional
     longest = 0
     equity_sum = 0.0
     share = 0.0
+    S = blocks.shape[0]
+    b = 0
+    block_end = n // S if S > 0 else n + 1
     for t in range(n):
         x = equity[t]
         rt = x / prev - 1.0
         r[t] = rt
         prev = x
         total += rt
+        if S > 0:
+            while t >= block_end:
+                b += 1
+                block_end = (b + 1) * n // S
+            blocks[b, 0] += rt
+            blocks[b, 1] += rt * rt
+            blocks[b, 2] += 1.0
         if rt < 0.0:
             down += rt * rt
         if x >= peak:

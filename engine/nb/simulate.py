@@ -32,7 +32,7 @@ from engine.nb.layout import (
     TR_ENTRY_BAR,
     TRADE_DTYPE,
 )
-from engine.nb.metrics import N_METRICS, metrics_vector
+from engine.nb.metrics import N_METRICS, metrics_with_blocks
 from engine.nb.stops import average_true_range, check_stop, update_trailing
 from engine.nb.trades import describe_open_trade, log_trade
 
@@ -318,10 +318,12 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
 
 
 @njit(nogil=True, cache=True)
-def run_metrics(equity, exposure, fees, notional, acct, init_cash, periods_per_year):
-    return metrics_vector(equity, exposure, init_cash, periods_per_year, fees.sum(),
-                          notional.sum(), acct[N_OPENED], acct[N_CLOSED], acct[N_WINS],
-                          acct[GROSS_PROFIT], acct[GROSS_LOSS])
+def run_metrics(equity, exposure, fees, notional, acct, init_cash, periods_per_year, blocks):
+    """A run's metrics from simulate's outputs; adds its per-block return stats to
+    ``blocks`` (S, 3) in the same pass (S = 0: none)."""
+    return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees.sum(),
+                               notional.sum(), acct[N_OPENED], acct[N_CLOSED], acct[N_WINS],
+                               acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks)
 
 
 @njit(nogil=True, cache=True)
@@ -332,6 +334,7 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
     atr = np.empty((0, 0))
     atr_window = -1
     no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_blocks = np.empty((0, 3))
     for r in range(R):
         cfg = cfgs[r]
         if not np.isnan(cfg.atr_stop) and cfg.atr_window != atr_window:
@@ -342,5 +345,5 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             open_, high, low, close, w, cfg, last_bar, atr, 0, no_log
         )
         out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
-                             periods_per_year)
+                             periods_per_year, no_blocks)
     return out
