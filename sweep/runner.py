@@ -18,7 +18,7 @@ import cluster
 from sweep.plan import LAYOUT, Plan, calibrate_chunk_size
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
 from sweep.store import ResultStore
-from sweep.worker import SweepContextPlugin, run_chunk
+from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk
 
 __all__ = ["SweepSummary", "run_sweep"]
 
@@ -69,6 +69,7 @@ def run_sweep(
     overwrite: bool = False,
     chunk_size: int | None = None,
     max_in_flight: int | None = None,
+    worker_writes: bool | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SweepSummary:
@@ -78,6 +79,10 @@ def run_sweep(
     cluster of ``workers`` processes), a ``scheduler-file:PATH`` or a profile name from the
     cluster config file (``cluster_config``, see docs/cluster.md). Invalid specs raise
     SpecError before any work.
+
+    ``worker_writes``: None (default) lets each worker write its chunks' files itself when
+    it sees the output folder (a local cluster, or a shared filesystem; checked with a
+    token file) and send them to the client otherwise; False always sends them.
 
     Example:
         >>> import sweep
@@ -108,8 +113,8 @@ def run_sweep(
             meta["status"] = "running"
             store.write_meta(meta)
             try:
-                _execute(resolved, plan, todo, store, c, workers, max_in_flight, progress,
-                         echo, summary, meta["n_runs"])
+                _execute(resolved, plan, todo, store, c, workers, max_in_flight,
+                         worker_writes, progress, echo, summary, meta["n_runs"])
             except KeyboardInterrupt:
                 meta["status"] = "interrupted"
                 store.write_meta(meta)
@@ -202,14 +207,16 @@ def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
 
 
 def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: ResultStore,
-             client: Any, workers: int | None, max_in_flight: int | None, progress: bool,
-             echo: Callable[[str], None], summary: SweepSummary, total_runs: int) -> None:
+             client: Any, workers: int | None, max_in_flight: int | None,
+             worker_writes: bool | None, progress: bool, echo: Callable[[str], None],
+             summary: SweepSummary, total_runs: int) -> None:
     from distributed import as_completed
 
     # One context per call: a concurrent sweep of the same spec (maybe cut into other
     # chunks) never shares its tasks or its context, and unregistering it is safe.
     key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}-{uuid.uuid4().hex[:8]}"
-    with cluster.connect(client, workers=workers) as c:
+    with contextlib.ExitStack() as stack:
+        c = stack.enter_context(cluster.connect(client, workers=workers))
         if c.dashboard_link:
             echo(f"dashboard: {c.dashboard_link}")
         # Same package versions everywhere, single-threaded warmed-up Numba, and the
@@ -225,24 +232,33 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
 
         def submit(cid: int) -> Any:
             chunk = plan.chunk(cid)
-            fut = c.submit(run_chunk, key, chunk, retries=2,
+            fut = c.submit(run_chunk, key, chunk, target, retries=2,
                            key=f"backsweep-{key}-{chunk.start}-{chunk.stop}")
             chunk_of[fut.key] = cid
             return fut
 
+        target = None
+        if worker_writes is not False:
+            target = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
+            token = store.root / TOKEN_FILE
+            token.write_text(target.token)
+            stack.callback(token.unlink, missing_ok=True)
         running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
                                                                  strict=False)])
         try:
             for fut in running:
                 cid = chunk_of.pop(fut.key)
                 try:
-                    tables = fut.result()
+                    result = fut.result()
                 except Exception as exc:  # e.g. KilledWorker after its retries
                     summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
                 else:
-                    for window, table in enumerate(tables):
-                        store.write_chunk(window, cid, table)
-                        bar.update(table.num_rows)
+                    for window, table in enumerate(result):
+                        if isinstance(table, int):  # the worker wrote it
+                            bar.update(table)
+                        else:
+                            store.write_chunk(window, cid, table)
+                            bar.update(table.num_rows)
                     summary.chunks_run += 1
                 fut.release()
                 nxt = next(pending, None)

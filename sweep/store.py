@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ResultStore", "atomic_write", "load_results"]
+__all__ = ["ResultStore", "StoreChangedError", "atomic_write", "load_results"]
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
 _UMASK = os.umask(0)
@@ -44,6 +44,10 @@ def atomic_write(path: Path, write: Callable[[str], None],
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class StoreChangedError(RuntimeError):
+    """The result folder was taken over (cleared, or another sweep) while writing."""
 
 
 class ResultStore:
@@ -76,13 +80,19 @@ class ResultStore:
     def chunk_path(self, window: int, chunk_id: int) -> Path:
         return self.runs / f"window={window}" / f"part-{chunk_id:07d}.parquet"
 
-    def write_chunk(self, window: int, chunk_id: int, table: pa.Table) -> Path:
-        return atomic_write(
-            self.chunk_path(window, chunk_id),
-            lambda tmp: pq.write_table(table, tmp, compression="zstd"),
-            # not inside runs/: a directory scan of runs/ must only ever see part files
-            tmp_dir=self.root / ".tmp",
-        )
+    def write_chunk(self, window: int, chunk_id: int, table: pa.Table,
+                    still_ours: Callable[[], bool] | None = None) -> Path:
+        """Write one window's file of a chunk. ``still_ours`` is asked just before the
+        rename (a worker checks that the sweep it writes for still owns the folder);
+        False raises StoreChangedError and leaves nothing behind."""
+
+        def write(tmp: str) -> None:
+            pq.write_table(table, tmp, compression="zstd")
+            if still_ours is not None and not still_ours():
+                raise StoreChangedError(f"{self.root} no longer belongs to this sweep")
+
+        # The temp file is not inside runs/: a scan of runs/ must only ever see part files.
+        return atomic_write(self.chunk_path(window, chunk_id), write, tmp_dir=self.root / ".tmp")
 
     def done_chunks(self, n_windows: int = 1) -> set[int]:
         """Chunk ids with a complete file on disk in each of the ``n_windows`` windows (a

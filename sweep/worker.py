@@ -15,6 +15,7 @@ import re
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,12 @@ from sweep.evaluate import BLOCK_COLUMNS, evaluate_windows
 from sweep.grid import ENGINE_AXES, strategy_columns
 from sweep.plan import Chunk
 from sweep.spec import ResolvedSweep, SweepSpec
+from sweep.store import ResultStore, StoreChangedError
 
-__all__ = ["SweepContextPlugin", "context", "result_schema", "run_chunk"]
+__all__ = [
+    "StoreTarget", "SweepContextPlugin", "chunk_tables", "context", "result_schema", "run_chunk",
+    "sees_store",
+]
 
 _CONTEXTS: dict[str, ResolvedSweep] = {}  # per worker process, by sweep key
 
@@ -107,9 +112,51 @@ def result_schema(resolved: ResolvedSweep) -> pa.Schema:
     return pa.schema(fields)
 
 
-def run_chunk(key: str, chunk: Chunk) -> list[pa.Table]:
-    """Evaluate one chunk on every window: one table a window, in window order. A run that
-    raises is recorded with its error, not lost."""
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where the client stores results, and a token the client wrote there: a worker that
+    reads the same token from the same path shares the client's filesystem."""
+
+    root: str
+    token: str
+
+
+TOKEN_FILE = ".worker-token"
+
+
+def sees_store(target: StoreTarget) -> bool:
+    """Does this process see the client's result store, and does the sweep still own it?
+    (A local cluster, or a cluster on a shared filesystem; the client removes the token
+    when it stops, so a task still running after an interrupted sweep writes nothing.)"""
+    try:
+        return (Path(target.root) / TOKEN_FILE).read_text() == target.token
+    except OSError:
+        return False
+
+
+def run_chunk(key: str, chunk: Chunk, target: StoreTarget | None = None
+              ) -> list[pa.Table] | list[int]:
+    """Evaluate one chunk on every window. If the worker sees the client's store
+    (``target``), it writes the chunk's files itself, atomically, and returns the number
+    of runs a window: results then never travel through the client, whose one process
+    would otherwise cap the runs/s of a large cluster. Otherwise it returns one table a
+    window, in window order, for the client to write. A run that raises is recorded with
+    its error, not lost."""
+    tables = chunk_tables(key, chunk)
+    if target is not None and sees_store(target):
+        store = ResultStore(target.root)
+        try:
+            for window, table in enumerate(tables):
+                store.write_chunk(window, chunk.chunk_id, table,
+                                  still_ours=lambda: sees_store(target))
+        except StoreChangedError:
+            return tables  # the client has gone or moved on; it decides what to keep
+        return [table.num_rows for table in tables]
+    return tables
+
+
+def chunk_tables(key: str, chunk: Chunk) -> list[pa.Table]:
+    """The result tables of one chunk, one a window, in window order."""
     resolved = context(key)
     table, prepared = _segment_slice(key, resolved, chunk)
     frames, errors = _evaluate_isolating_errors(resolved, table, prepared)

@@ -95,7 +95,7 @@ def test_store_layout(reference: Path) -> None:
     pairs = sorted((int(m.group(2)), int(m.group(1))) for m in matches)
     assert pairs == [(cid, w) for cid in range(plan.n_chunks) for w in range(2)]
     for m in matches:
-        window, cid = int(m.group(1)), int(m.group(2))
+        cid = int(m.group(2))
         table = pl.read_parquet(reference / "runs" / m.group(0))
         assert set(table["chunk_id"].to_list()) <= {cid}
         chunk = plan.chunk(cid)
@@ -222,6 +222,29 @@ def test_different_spec_refused_unless_overwrite(client: Any, reference: Path,
     assert "commission" not in df.columns
 
 
+def test_workers_write_or_send_their_chunks(client: Any, reference: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a local cluster the workers see the output folder and write the chunk files
+    themselves (the client writes none); with worker_writes=False every chunk travels to
+    the client, which writes it. Same runs either way; no token file left behind."""
+    client_writes: list[int] = []
+    real = ResultStore.write_chunk
+
+    def spy(self: ResultStore, window: int, chunk_id: int, *a: Any, **k: Any) -> Path:
+        client_writes.append(chunk_id)
+        return real(self, window, chunk_id, *a, **k)
+
+    monkeypatch.setattr(ResultStore, "write_chunk", spy)  # this process only: the client
+    a = quiet(SPEC, client, tmp_path / "a", chunk_size=CHUNK)
+    assert a.ok and client_writes == []
+    b = quiet(SPEC, client, tmp_path / "b", chunk_size=CHUNK, worker_writes=False)
+    assert b.ok and sorted(client_writes) == sorted(
+        cid for cid in range(b.chunks_total) for _ in range(2))
+    for root in (a.path, b.path):
+        assert not any(p.name == ".worker-token" for p in root.rglob("*"))
+        same_runs(read_runs(reference), read_runs(root))
+
+
 def test_older_chunk_layout_refused_unless_overwrite(client: Any, reference: Path,
                                                      tmp_path: Path) -> None:
     """Results of this same sweep cut into chunks of the older layout (one window a
@@ -234,7 +257,7 @@ def test_older_chunk_layout_refused_unless_overwrite(client: Any, reference: Pat
     meta["status"] = "running"
     ResultStore(root).write_meta(meta)
     files_before = sorted(part_files(root))
-    with pytest.raises(SpecError, match="older backsweep.*--overwrite"):
+    with pytest.raises(SpecError, match=r"older backsweep.*--overwrite"):
         quiet(SPEC, client, out)
     assert sorted(part_files(root)) == files_before
     summary = quiet(SPEC, client, out, overwrite=True, chunk_size=CHUNK)

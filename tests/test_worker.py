@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
 import sweep
@@ -22,7 +23,7 @@ from engine import METRIC_NAMES
 from sweep import SweepSpec
 from sweep.grid import ENGINE_AXES
 from sweep.plan import Plan
-from sweep.worker import SweepContextPlugin, run_chunk, run_ids
+from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk, run_ids
 
 GRID = {"fast": [3, 5, 8], "slow": [20, 40], "kind": ["sma", "ema"],
         "commission": [0.0, 0.001]}
@@ -120,3 +121,28 @@ def test_run_ids_follow_their_definition() -> None:
     resolved = spec.resolve()
     table = resolved.combos_table(0, resolved.n_combos)
     assert run_ids(resolved, table, 0) == _reference_run_ids(resolved, table, 0)
+
+
+def test_a_worker_writes_only_while_the_sweep_owns_the_store(tmp_path: Any) -> None:
+    key = "owner"
+    resolved = _install(_spec(), key)
+    plan = Plan(4, resolved.n_combos, len(resolved.windows))
+    root = tmp_path / "w"
+    root.mkdir()
+    target = StoreTarget(str(root), "t0k3n")
+    # no token (another machine, or the client has stopped): tables come back, no files
+    tables = run_chunk(key, plan.chunk(1), target)
+    assert [t.num_rows for t in tables] == [4, 4, 4]
+    assert not (root / "runs").exists()
+    (root / TOKEN_FILE).write_text("t0k3n")
+    assert run_chunk(key, plan.chunk(1), target) == [4, 4, 4]
+    files = sorted(p.relative_to(root / "runs").as_posix()
+                   for p in (root / "runs").rglob("*.parquet"))
+    assert files == [f"window={w}/part-0000001.parquet" for w in range(3)]
+    got = pl.read_parquet(root / "runs" / "window=2" / "part-0000001.parquet")
+    assert got.equals(pl.from_arrow(tables[2]))
+    # the folder taken over between the files: the write in progress is dropped
+    (root / TOKEN_FILE).write_text("another sweep")
+    assert isinstance(run_chunk(key, plan.chunk(2), target)[0], pa.Table)
+    assert not list((root / "runs").rglob("part-0000002.parquet"))
+    assert not [p for p in root.rglob("*.tmp") if p.is_file()]
