@@ -28,7 +28,7 @@ LAYOUT = 2
 # prepares the strategy's indicators for a whole segment once and keeps it, because
 # consecutive chunks share most indicators (a block of an MA grid spans few fast but
 # nearly all slow windows) and preparing per chunk would recompute them chunk after chunk.
-SEGMENT_COMBOS = 65_536
+SEGMENT_COMBOS = 262_144
 
 
 @dataclass(frozen=True)
