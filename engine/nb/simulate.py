@@ -83,6 +83,20 @@ def _delisting_bars(last_bar, n_bars):
 
 
 @njit(nogil=True, cache=True)
+def _next_events(instructed, delisting):
+    """Per bar t, the first bar >= t with an instruction or a delisting (T if none): the
+    end of the quiet span a loop at t may run through without looking at each bar."""
+    T = instructed.shape[0]
+    out = np.empty(T, dtype=np.int64)
+    nxt = T
+    for t in range(T - 1, -1, -1):
+        if instructed[t] or delisting[t]:
+            nxt = t
+        out[t] = nxt
+    return out
+
+
+@njit(nogil=True, cache=True)
 def _mark(book, close, t):
     """Mark held positions to this bar's closes (assets without a bar keep their last)."""
     for n in range(book.shape[1]):
@@ -209,9 +223,49 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
     # skip phases with nothing to do, which dominates the cost of small panels.
     instructed = _instructed_rows(weights)
     delisting = _delisting_bars(last_bar, T)
+    next_event = _next_events(instructed, delisting)
+    held = np.empty(N, dtype=np.int64)
     pending = 0
 
-    for t in range(T):
+    fill_close = cfg.fill_close
+    t = 0
+    while t < T:
+        # A quiet bar (no fill pending, no stops, no delisting, no instruction) only marks
+        # and records, and so do the bars after it up to the next event: most bars of most
+        # strategies are quiet, so they are run through as a span, over the held assets
+        # only (in asset order, so every sum is the one the bar-by-bar path makes).
+        decide = (instructed[t] and (fill_close or t < T - 1)) or (
+            fill_close and delisting[t])
+        busy = pending > 0 or has_stops or delisting[t] or decide
+        if not busy:
+            end = max(next_event[t], t + 1)
+            h = 0
+            for n in range(N):
+                if book[POS, n] != 0.0:
+                    held[h] = n
+                    h += 1
+            cash_t = acct[CASH]
+            for u in range(t, end):
+                eq = cash_t
+                gross = 0.0
+                for j in range(h):
+                    n = held[j]
+                    c = close[u, n]
+                    if not np.isnan(c):
+                        book[MARK, n] = c
+                    v = book[POS, n] * book[MARK, n]
+                    eq += v
+                    gross += abs(v)
+                equity[u] = eq
+                cash[u] = cash_t
+                exposure[u] = gross
+                fees[u] = 0.0
+                notional[u] = 0.0
+                if record == 2:
+                    for n in range(N):
+                        positions[u, n] = book[POS, n]
+            t = end
+            continue
         acct[BAR_FEES] = 0.0
         acct[BAR_NOTIONAL] = 0.0
         # (1) next_open: yesterday's decisions fill at today's open, sells first.
@@ -262,8 +316,6 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
                     if done and record:
                         n_log = log_trade(log, n_log, closed)
         # (4) mark held positions to this bar's closes (again when recording the bar).
-        decide = (instructed[t] and (cfg.fill_close or t < T - 1)) or (
-            cfg.fill_close and delisting[t])
         if decide:
             _mark(book, close, t)
         # (5) decide from this bar's weights: fill now (close) or at the next open.
@@ -308,6 +360,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
         exposure[t] = gross
         fees[t] = acct[BAR_FEES]
         notional[t] = acct[BAR_NOTIONAL]
+        t += 1
 
     if record:
         for n in range(N):
