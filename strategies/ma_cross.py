@@ -7,7 +7,7 @@ import numpy as np
 from engine import Panel
 from strategies.base import Param, Strategy, weights_kernel
 from strategies.indicators import ema, rolling_mean
-from strategies.signals import states_to_weights
+from strategies.signals import state_row
 
 __all__ = ["MA_CROSS"]
 
@@ -19,27 +19,34 @@ def _kernel(data, row, out):
     slow = data[int(row[1])]
     long_short = row[2] != 0.0
     T, N = close.shape
-    state = np.zeros(N, dtype=np.int64)
+    state = np.zeros(N)  # +1 long, -1 short, 0 flat
     # Last strict relation of fast vs slow (+1 above, -1 below, 0 unknown); a cross is a
     # flip of this relation. Equal bars don't count; warm-up (NaN averages) forgets it.
     relation = np.zeros(N, dtype=np.int64)
+    held = 0
     for t in range(T):
+        changed = False
         for n in range(N):
-            if not np.isnan(close[t, n]):  # no bar: keep the position and the memory
-                f = fast[t, n]
-                s = slow[t, n]
-                if np.isnan(f) or np.isnan(s):
-                    relation[n] = 0
-                else:
-                    d = 1 if f > s else (-1 if f < s else 0)
-                    if d == 1 and relation[n] == -1:
-                        state[n] = 1
-                    elif d == -1 and relation[n] == 1:
-                        state[n] = -1 if long_short else 0
-                    if d != 0:
-                        relation[n] = d
-            out[t, n] = state[n]
-    states_to_weights(out, close)
+            if np.isnan(close[t, n]):  # no bar: keep the position and the memory
+                continue
+            f = fast[t, n]
+            s = slow[t, n]
+            if np.isnan(f) or np.isnan(s):
+                relation[n] = 0
+                continue
+            d = 1 if f > s else (-1 if f < s else 0)
+            new = state[n]
+            if d == 1 and relation[n] == -1:
+                new = 1.0
+            elif d == -1 and relation[n] == 1:
+                new = -1.0 if long_short else 0.0
+            if d != 0:
+                relation[n] = d
+            if new != state[n]:
+                changed = True
+                held += int(new != 0.0) - int(state[n] != 0.0)
+                state[n] = new
+        state_row(out, t, close, state, held, changed)
 
 
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

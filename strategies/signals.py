@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["n_ranked", "rank_rows", "states_to_weights", "top_bottom_row"]
+__all__ = ["n_ranked", "rank_rows", "state_row", "states_to_weights", "top_bottom_row"]
 
 
 @njit(nogil=True, cache=True)
@@ -34,6 +34,20 @@ def states_to_weights(out, close):
                 out[t, n] = np.nan
             else:
                 out[t, n] = s / held if s != 0.0 else 0.0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def state_row(out, t, close, state, held, changed):
+    """Row t of the weights, in the same pass as the states (what
+    :func:`states_to_weights` does for a whole array): if some state ``changed`` on this
+    bar, state / ``held`` for every held asset and 0 for flat assets with a bar; else NaN
+    (no instruction). Assets without a bar get NaN. Inlined: a per-bar call of a helper
+    that takes arrays would cost reference counting on every bar."""
+    for n in range(out.shape[1]):
+        if not changed or np.isnan(close[t, n]):
+            out[t, n] = np.nan
+        else:
+            out[t, n] = state[n] / held if state[n] != 0.0 else 0.0
 
 
 @njit(nogil=True, cache=True)

@@ -96,7 +96,7 @@ def _next_events(instructed, delisting):
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _mark(book, close, t):
     """Mark held positions to this bar's closes (assets without a bar keep their last)."""
     for n in range(book.shape[1]):
@@ -106,7 +106,7 @@ def _mark(book, close, t):
                 book[MARK, n] = c
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _equity(book, cash):
     eq = cash
     for n in range(book.shape[1]):
@@ -116,7 +116,7 @@ def _equity(book, cash):
     return eq
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
