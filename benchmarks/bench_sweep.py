@@ -429,17 +429,20 @@ def report(args, a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
             runs = ch["runs"]
             ip = a["rounds"][-1]["inprocess"]
             ip_us = 1e6 * ip["cpu"]["median_ms"] / 1e3 / ip["runs"]
-            rows = [[k, f"{v:.2f}", f"{1e6 * v / runs:.1f}", f"{1e6 * v / runs / ip_us:.2f}"]
+            # The same runs' bare compute is the fair reference: the sampled chunks are the
+            # grid's first (fast windows 1, 2, ...: more trades than the grid's average).
+            bare = ch["pieces"]["compiled loop on the chunk's slice, PBO blocks off"]
+            rows = [[k, f"{v:.2f}", f"{1e6 * v / runs:.1f}", f"{v / bare:.2f}"]
                     for k, v in ch["pieces"].items()]
             rows.append(["in-process sweep.evaluate, whole grid in one call (last round)",
-                         "-", f"{ip_us:.1f}", "1.00"])
+                         "-", f"{ip_us:.1f}", "(other runs)"])
             print(f"One worker's tasks, piece by piece: {ch['chunks']} chunks of "
                   f"{ch['chunk_size']:,} combinations (every other chunk from the start, "
                   f"{ch['segments']} segment(s); {runs:,} runs), CPU time, one process; "
                   f"indicators a chunk alone needs: "
                   f"{', '.join(map(str, ch['distinct_indicators']))} (the whole grid: "
                   f"{ch['whole_grid_indicators']:,}); load {ch['load'][0]:.1f}")
-            print(format_table(["piece", "CPU s", "µs/run", "vs in-process"], rows))
+            print(format_table(["piece", "CPU s", "µs/run", "vs the compiled loop"], rows))
         best_e2e = max(r[0] for r in ratios)
         best_steady = max(r[1] for r in ratios)
         print(f"  goal >= {GOAL_SPEEDUP}x the in-process runs/s: end-to-end "

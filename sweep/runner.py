@@ -69,7 +69,7 @@ def run_sweep(
     overwrite: bool = False,
     chunk_size: int | None = None,
     max_in_flight: int | None = None,
-    worker_writes: bool | None = None,
+    worker_writes: bool = True,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SweepSummary:
@@ -80,7 +80,7 @@ def run_sweep(
     cluster config file (``cluster_config``, see docs/cluster.md). Invalid specs raise
     SpecError before any work.
 
-    ``worker_writes``: None (default) lets each worker write its chunks' files itself when
+    ``worker_writes``: True (default) lets each worker write its chunks' files itself when
     it sees the output folder (a local cluster, or a shared filesystem; checked with a
     token file) and send them to the client otherwise; False always sends them.
 
@@ -208,7 +208,7 @@ def _prepare_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool,
 
 def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: ResultStore,
              client: Any, workers: int | None, max_in_flight: int | None,
-             worker_writes: bool | None, progress: bool, echo: Callable[[str], None],
+             worker_writes: bool, progress: bool, echo: Callable[[str], None],
              summary: SweepSummary, total_runs: int) -> None:
     from distributed import as_completed
 
@@ -238,7 +238,7 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             return fut
 
         target = None
-        if worker_writes is not False:
+        if worker_writes:
             target = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
             token = store.root / TOKEN_FILE
             token.write_text(target.token)

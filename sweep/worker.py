@@ -64,6 +64,9 @@ class SweepContextPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any = None) -> None:
         _CONTEXTS.pop(self.key, None)
+        with _SEGMENT_LOCK:  # a long-lived worker must not keep the sweep's indicators
+            if _SEGMENT[0] is not None and _SEGMENT[0][0][0] == self.key:
+                _SEGMENT[0] = None
 
 
 def install_context(key: str, payload: _Payload) -> ResolvedSweep:

@@ -76,8 +76,10 @@ def test_chunks_across_small_segments_equal_evaluate(monkeypatch: pytest.MonkeyP
     b = want.sort(keys)
     for m in METRIC_NAMES:
         assert np.array_equal(a[m].to_numpy(), b[m].to_numpy(), equal_nan=True), m
-    # the worker keeps one segment, the last one
+    # the worker keeps one segment, the last one, until the sweep's plugin is torn down
     assert worker._SEGMENT[0][0][0] == key
+    SweepContextPlugin(key, resolved).teardown()
+    assert worker._SEGMENT[0] is None and key not in worker._CONTEXTS
 
 
 def test_a_chunk_bigger_than_a_segment(monkeypatch: pytest.MonkeyPatch) -> None:

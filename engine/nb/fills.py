@@ -12,7 +12,7 @@ def _close_enough(a, b):
     return abs(a - b) <= max(CASH_RTOL * max(abs(a), abs(b)), 1e-12)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     """Fill signed ``qty`` of asset n at raw ``price`` under the config's costs.
 
