@@ -97,6 +97,20 @@ def start_sweep(config: Path, out: Path, address: str | None, log: Path,
                      "--no-progress", *extra, log=log)
 
 
+def wait_for_stable_count(root: Path, quiet: float = 3.0, timeout: float = 120.0) -> int:
+    """Part files on disk once their number has not changed for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    count, since = len(part_files(root)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = len(part_files(root))
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return count
+    raise AssertionError(f"part files still appearing after {timeout} s")
+
+
 def wait_until_started(proc: subprocess.Popen[bytes], root: Path, log: Path) -> int:
     """Wait for some part files; fail if the sweep ended (or had done them all) first."""
     def started() -> bool:
@@ -153,7 +167,10 @@ def test_client_killed_mid_sweep_then_rerun_resumes(two_workers: DaskProcesses, 
     finally:
         kill_group(proc, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
-    done = len(part_files(root))  # stable: the writer is dead, files appear atomically
+    # The workers see the output folder and write their chunks themselves: the tasks they
+    # were running when the client died still finish and write whole files (the token the
+    # client left behind is still there). Count once they have stopped.
+    done = wait_for_stable_count(root)
     assert 0 < done < N_CHUNKS
     assert read_meta(root)["status"] == "running"
     result = run_cli("run", config, "--out", out, "--cluster", two_workers.address,
