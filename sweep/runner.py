@@ -44,7 +44,8 @@ class SweepSummary:
 
     def describe(self) -> str:
         lines = [
-            f"{self.path}: {self.n_runs} runs in {self.chunks_total} chunks "
+            f"{self.path}: {self.n_runs} runs in {self.chunks_total} "
+            f"chunk{'' if self.chunks_total == 1 else 's'} "
             f"({self.chunks_run} computed now, {self.chunks_skipped} already on disk) "
             f"in {self.seconds:.1f} s"
         ]
