@@ -1,4 +1,9 @@
-"""Executing orders: costs, the cash rule, and the sells-first order of a batch of fills."""
+"""Executing orders: costs, the cash rule, and the sells-first order of a batch of fills.
+
+Helpers marked ``inline="always"`` run inside the bar loop at every fill: as calls they
+would pay Numba's reference counting of their array arguments each time (measured: a bar
+with a fill ~125 ns called, ~75 ns inlined). ``fill_order`` itself stays a call: it has
+four call sites, and inlining it cost seconds of cold compilation for no measurable gain."""
 
 import numpy as np
 from numba import njit

@@ -1,4 +1,6 @@
-"""Position and trade bookkeeping for one fill, and the growable trade log."""
+"""Position and trade bookkeeping for one fill, and the growable trade log.
+
+The per-fill helpers are inlined into their callers (why: see engine.nb.fills)."""
 
 from numba import njit
 
