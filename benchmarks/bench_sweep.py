@@ -157,8 +157,8 @@ def chunks_child(args: argparse.Namespace) -> None:
             ch = plan.chunk(cid)
             if ch.segment not in segments:
                 segments.add(ch.segment)
-                worker._SEGMENT[0] = None
-                clock("segment: grid rows and prepare (once a segment)",
+                worker._SEGMENTS.pop(key, None)
+                clock("segment: grid rows, a probe and prepare (once a segment)",
                       lambda ch=ch: worker._segment_slice(key, resolved, ch))
             table, prepared = worker._segment_slice(key, resolved, ch)
             data, _ = clock("prepare of the chunk alone (not run: segments replace it)",
@@ -180,7 +180,7 @@ def chunks_child(args: argparse.Namespace) -> None:
                                                   compression="zstd") for t in a])
             runs += table.height * len(windows)
     pieces["run_chunk: the whole task (segment cached)"] += pieces[
-        "segment: grid rows and prepare (once a segment)"]
+        "segment: grid rows, a probe and prepare (once a segment)"]
     pieces["run_chunk: the whole task, segment prepare included"] = pieces.pop(
         "run_chunk: the whole task (segment cached)")
     whole = resolved.combos_table(0, resolved.n_combos)

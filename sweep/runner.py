@@ -17,8 +17,8 @@ import polars as pl
 import cluster
 from sweep.plan import LAYOUT, Plan, calibrate_chunk_size
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
-from sweep.store import ResultStore
-from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk
+from sweep.store import ResultStore, StoreChangedError
+from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk, sees_store
 
 __all__ = ["SweepSummary", "run_sweep"]
 
@@ -238,12 +238,14 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             chunk_of[fut.key] = cid
             return fut
 
-        target = None
-        if worker_writes:
-            target = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
-            token = store.root / TOKEN_FILE
-            token.write_text(target.token)
-            stack.callback(token.unlink, missing_ok=True)
+        # The token marks the folder as this call's: workers that read it write their
+        # chunks themselves, and nobody (worker or client) writes once it has changed
+        # (another sweep took the folder over with --overwrite).
+        owner = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
+        token = store.root / TOKEN_FILE
+        token.write_text(owner.token)
+        stack.callback(_release_token, owner)
+        target = owner if worker_writes else None
         running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
                                                                  strict=False)])
         try:
@@ -254,13 +256,17 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
                 except Exception as exc:  # e.g. KilledWorker after its retries
                     summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
                 else:
-                    for window, table in enumerate(result):
-                        if isinstance(table, int):  # the worker wrote it
-                            bar.update(table)
-                        else:
-                            store.write_chunk(window, cid, table)
-                            bar.update(table.num_rows)
-                    summary.chunks_run += 1
+                    try:
+                        for window, table in enumerate(result):
+                            if isinstance(table, int):  # the worker wrote it
+                                bar.update(table)
+                            else:
+                                store.write_chunk(window, cid, table,
+                                                  still_ours=lambda: sees_store(owner))
+                                bar.update(table.num_rows)
+                        summary.chunks_run += 1
+                    except StoreChangedError as exc:
+                        summary.failed_chunks[cid] = f"not written: {exc}"
                 fut.release()
                 nxt = next(pending, None)
                 if nxt is not None:
@@ -273,6 +279,13 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             # Don't leave the sweep's data on a long-lived cluster (teardown drops it).
             with contextlib.suppress(Exception):
                 c.unregister_worker_plugin(plugin.name)
+
+
+def _release_token(owner: StoreTarget) -> None:
+    """Remove the folder's token if it is still this call's (another call of the same
+    sweep may have taken the folder over since)."""
+    if sees_store(owner):
+        (Path(owner.root) / TOKEN_FILE).unlink(missing_ok=True)
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class ResultStore:
 
     Example:
         >>> import tempfile
+import time
         >>> store = ResultStore(Path(tempfile.mkdtemp()) / "demo")
         >>> store.read_meta() is None
         True
@@ -121,8 +123,17 @@ class ResultStore:
 
     def clear(self) -> None:
         """Delete this sweep's results (for --overwrite)."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
+        for attempt in range(5):
+            try:
+                if self.root.exists():
+                    shutil.rmtree(self.root)
+                return
+            except OSError:
+                # A task of the sweep being replaced may still be finishing a file here
+                # (it checks the folder's token before its rename, and then gives up).
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
 
 def load_results(path: str | os.PathLike[str]) -> pl.LazyFrame:

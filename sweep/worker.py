@@ -65,8 +65,7 @@ class SweepContextPlugin(WorkerPlugin):
     def teardown(self, worker: Any = None) -> None:
         _CONTEXTS.pop(self.key, None)
         with _SEGMENT_LOCK:  # a long-lived worker must not keep the sweep's indicators
-            if _SEGMENT[0] is not None and _SEGMENT[0][0][0] == self.key:
-                _SEGMENT[0] = None
+            _SEGMENTS.pop(self.key, None)
 
 
 def install_context(key: str, payload: _Payload) -> ResolvedSweep:
@@ -179,7 +178,7 @@ def chunk_tables(key: str, chunk: Chunk) -> list[pa.Table]:
                 }),
                 table,
                 metrics,
-                pl.DataFrame({"error": pl.Series(errors, dtype=pl.String)}),
+                pl.DataFrame({"error": pl.Series(errors[window], dtype=pl.String)}),
             ],
             how="horizontal",
         )
@@ -187,65 +186,107 @@ def chunk_tables(key: str, chunk: Chunk) -> list[pa.Table]:
     return out
 
 
-# This worker's last prepared segment (see sweep.plan): (cache key, grid rows, their
-# positions, data, rows), replaced as a whole; the lock keeps threads from building one
-# segment twice.
-_SEGMENT: list[Any] = [None]
+# Per sweep, this worker's last prepared segment (see sweep.plan): (segment bounds, grid
+# rows, their positions, data, rows), or (segment bounds, None, ...) when the segment is
+# prepared chunk by chunk instead (too big for SEGMENT_BYTES, or prepare() raised on it).
+# The lock only guards the dict: a segment is built outside it.
+_SEGMENTS: dict[str, tuple[Any, ...]] = {}
 _SEGMENT_LOCK = threading.Lock()
+SEGMENT_BYTES = 512 * 2**20  # the most a segment's indicators may take on a worker
 
 
 def _segment_slice(key: str, resolved: ResolvedSweep, chunk: Chunk
                    ) -> tuple[pl.DataFrame, tuple[np.ndarray, np.ndarray] | None]:
     """The chunk's grid rows and their prepared (data, rows) sliced from the worker's
-    cached segment; (rows, None) if the segment cannot be prepared (then the chunk is
-    evaluated on its own, so that a failing run is isolated and recorded)."""
+    cached segment; (rows, None) when the chunk is to be prepared on its own: the
+    segment's indicators would not fit SEGMENT_BYTES, or preparing them raised (then the
+    chunk's runs are evaluated one by one and a failing run is isolated and recorded)."""
     with _SEGMENT_LOCK:
-        cached = _SEGMENT[0]
-        if cached is None or cached[0] != (key, chunk.segment):
-            _SEGMENT[0] = cached = None  # drop the old segment before building the next
-            table = resolved.combos_table(*chunk.segment)
-            try:
-                data, rows = resolved.strategy.prepare(
-                    resolved.panel, strategy_columns(resolved.strategy, table))
-            except Exception:
-                return resolved.combos_table(chunk.start, chunk.stop), None
-            combo = table["combo"].to_numpy()
-            position = combo if resolved.combos is None else \
-                np.searchsorted(resolved.combos, combo)
-            _SEGMENT[0] = cached = ((key, chunk.segment), table, position, data, rows)
+        cached = _SEGMENTS.get(key)
+    if cached is None or cached[0] != chunk.segment:
+        cached = _build_segment(resolved, chunk)
+        with _SEGMENT_LOCK:
+            if key in _CONTEXTS:  # not torn down meanwhile
+                _SEGMENTS[key] = cached
     _, table, position, data, rows = cached
+    if table is None:
+        return resolved.combos_table(chunk.start, chunk.stop), None
     lo, hi = (int(i) for i in np.searchsorted(position, [chunk.start, chunk.stop]))
     return table.slice(lo, hi - lo), (data, rows[lo:hi])
 
 
+def _build_segment(resolved: ResolvedSweep, chunk: Chunk) -> tuple[Any, ...]:
+    """Prepare the chunk's segment, unless its indicators would not fit SEGMENT_BYTES.
+
+    prepare() is opaque, so the segment's size is estimated from the chunk's: its
+    prepared bytes, scaled by how many more distinct parameter values the segment holds
+    (exact for moving-average grids, where each distinct window is one average; an
+    overestimate where indicators do not grow with the parameters)."""
+    strategy, panel = resolved.strategy, resolved.panel
+    skip = (chunk.segment, None, None, None, None)
+    table = resolved.combos_table(*chunk.segment)
+    columns = strategy_columns(strategy, table)
+    own = strategy_columns(strategy, resolved.combos_table(chunk.start, chunk.stop))
+    try:
+        probe = strategy.prepare(panel, own)[0].nbytes
+        if probe * _distinct(columns) / max(1, _distinct(own)) > SEGMENT_BYTES:
+            return skip
+        data, rows = strategy.prepare(panel, columns)
+    except Exception:
+        return skip
+    combo = table["combo"].to_numpy()
+    position = combo if resolved.combos is None else np.searchsorted(resolved.combos, combo)
+    return chunk.segment, table, position, data, rows
+
+
+def _distinct(columns: dict[str, np.ndarray]) -> int:
+    return sum(len(np.unique(v)) for v in columns.values())
+
+
 def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
                                prepared: tuple[np.ndarray, np.ndarray] | None
-                               ) -> tuple[list[pl.DataFrame], list[str | None]]:
-    args = (resolved.panel, resolved.strategy)
+                               ) -> tuple[list[pl.DataFrame], list[list[str | None]]]:
+    """Metrics and errors per window. When the block raises, its runs are evaluated one
+    by one, and a run that raises on all its windows at once one window at a time: a run
+    fails only in the windows where it fails (e.g. shorts in one of them)."""
+    panel, strategy, config = resolved.panel, resolved.strategy, resolved.config
     blocks = resolved.spec.pbo_blocks
     windows = resolved.windows
+    W = len(windows)
     try:
-        return (evaluate_windows(*args, table, resolved.config, windows, blocks=blocks,
+        return (evaluate_windows(panel, strategy, table, config, windows, blocks=blocks,
                                  prepared=prepared),
-                [None] * table.height)
+                [[None] * table.height for _ in range(W)])
     except Exception:
         pass  # find the runs that fail, one by one; the others still count
-    per_run, errors = [], []
     nan_row = pl.DataFrame({m: [float("nan")] for m in METRIC_NAMES})
     if blocks:
         nan_row = nan_row.with_columns(
             pl.Series(c, [[float("nan")] * blocks], dtype=pl.Array(pl.Float64, blocks))
             for c in BLOCK_COLUMNS
         )
-    for k in range(table.height):
+
+    def one(run: pl.DataFrame, wins: list[tuple[int, int]]
+            ) -> tuple[list[pl.DataFrame], str | None]:
         try:
-            per_run.append(evaluate_windows(*args, table.slice(k, 1), resolved.config,
-                                            windows, blocks=blocks))
-            errors.append(None)
+            return evaluate_windows(panel, strategy, run, config, wins, blocks=blocks), None
         except Exception as exc:
-            per_run.append([nan_row] * len(windows))
-            errors.append(f"{type(exc).__name__}: {exc}"[:2000] or traceback.format_exc(1))
-    return [pl.concat([run[w] for run in per_run]) for w in range(len(windows))], errors
+            return [nan_row] * len(wins), (f"{type(exc).__name__}: {exc}"[:2000]
+                                           or traceback.format_exc(1))
+
+    frames: list[list[pl.DataFrame]] = [[] for _ in range(W)]
+    errors: list[list[str | None]] = [[] for _ in range(W)]
+    for k in range(table.height):
+        run = table.slice(k, 1)
+        metrics, error = one(run, windows)
+        if error is None or W == 1:
+            results = [(m, error) for m in metrics]
+        else:
+            results = [(m[0], e) for m, e in (one(run, [w]) for w in windows)]
+        for w, (m, e) in enumerate(results):
+            frames[w].append(m)
+            errors[w].append(e)
+    return [pl.concat(f) for f in frames], errors
 
 
 def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[str]:
@@ -270,18 +311,28 @@ def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[s
         "data": resolved.panel.fingerprint,
     }, sort_keys=True, default=str)
     pieces = _SLOT.split(template)  # literal, column index, literal, column index, ...
-    parts: list[pl.Expr] = []
+    parts: list[pl.Expr | pl.Series] = []
     for k, piece in enumerate(pieces):
         if k % 2 == 0:
             parts.append(pl.lit(piece, dtype=pl.String))
         else:
-            name = names[int(piece)]
-            values = table[name].unique().to_list()
-            parts.append(pl.col(name).replace_strict(
-                values, [json.dumps(v, default=str) for v in values], return_dtype=pl.String))
+            parts.append(_json_column(table[names[int(piece)]]))
     texts = table.select(pl.concat_str(parts).alias("text"))["text"].to_list()
     blake2b = hashlib.blake2b
     return [blake2b(t.encode(), digest_size=10).hexdigest() for t in texts]
+
+
+def _json_column(col: pl.Series) -> pl.Series:
+    """Each value's JSON text, each distinct value encoded once. Floats are told apart by
+    their bits: -0.0 and 0.0 are different grid values (and ids) though they compare
+    equal."""
+    if col.dtype.is_float() and not col.has_nulls():
+        bits, inverse = np.unique(col.to_numpy().view(np.int64), return_inverse=True)
+        texts = np.array([json.dumps(v) for v in bits.view(np.float64).tolist()], dtype=object)
+        return pl.Series(col.name, texts[inverse], dtype=pl.String)
+    values = col.unique().to_list()
+    return col.replace_strict(values, [json.dumps(v, default=str) for v in values],
+                              return_dtype=pl.String)
 
 
 _SLOT = re.compile(r'"\\u0000(\d+)\\u0000"')

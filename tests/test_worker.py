@@ -76,10 +76,39 @@ def test_chunks_across_small_segments_equal_evaluate(monkeypatch: pytest.MonkeyP
     b = want.sort(keys)
     for m in METRIC_NAMES:
         assert np.array_equal(a[m].to_numpy(), b[m].to_numpy(), equal_nan=True), m
-    # the worker keeps one segment, the last one, until the sweep's plugin is torn down
-    assert worker._SEGMENT[0][0][0] == key
+    # the worker keeps one segment a sweep, the last one, until its plugin is torn down
+    assert worker._SEGMENTS[key][1] is not None
     SweepContextPlugin(key, resolved).teardown()
-    assert worker._SEGMENT[0] is None and key not in worker._CONTEXTS
+    assert key not in worker._SEGMENTS and key not in worker._CONTEXTS
+
+
+def test_a_segment_too_big_for_the_budget_is_prepared_chunk_by_chunk(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "budget"
+    resolved = _install(_spec(), key)
+    want = _chunks(resolved, key, chunk_size=3)
+    monkeypatch.setattr(worker, "SEGMENT_BYTES", 1)  # nothing fits
+    worker._SEGMENTS.pop(key, None)
+    got = _chunks(resolved, key, chunk_size=3)
+    assert worker._SEGMENTS[key][1] is None  # remembered: no segment for this sweep
+    assert got.drop("run_id").equals(want.drop("run_id"))
+    SweepContextPlugin(key, resolved).teardown()
+
+
+def test_a_run_that_shorts_in_one_window_fails_in_that_window_only() -> None:
+    # long_short on a long-only engine: refused where the run goes short, which happens
+    # in the long window but not in a few bars where no cross down occurs
+    spec = SweepSpec(name="s", strategy="ma_cross", data="synthetic:assets=3,bars=400,seed=3",
+                     grid={"fast": [3], "slow": [20], "long_short": [False, True]},
+                     windows={"ranges": [["2010-01-01", "2011-06-30"],
+                                         ["2010-01-01", "2010-01-20"]]})
+    resolved = _install(spec, "shorts")
+    tables = run_chunk("shorts", Plan(2, resolved.n_combos, 2).chunk(0))
+    long_window, short_window = (pl.from_arrow(t) for t in tables)
+    assert long_window["error"].to_list()[0] is None
+    assert "allow_short" in long_window["error"].to_list()[1]
+    assert short_window["error"].null_count() == 2
+    assert not short_window["n_bars"].is_nan().any()  # computed, not error rows
 
 
 def test_a_chunk_bigger_than_a_segment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,6 +152,13 @@ def test_run_ids_follow_their_definition() -> None:
     resolved = spec.resolve()
     table = resolved.combos_table(0, resolved.n_combos)
     assert run_ids(resolved, table, 0) == _reference_run_ids(resolved, table, 0)
+    # -0.0 and 0.0 compare equal but are two grid values: two runs, two ids
+    spec = SweepSpec(name="z", strategy="ma_cross", data="synthetic:assets=2,bars=200",
+                     grid={"fast": [3], "slow": [20], "commission": [0.0, -0.0, 0.001]})
+    resolved = spec.resolve()
+    table = resolved.combos_table(0, resolved.n_combos)
+    ids = run_ids(resolved, table, 0)
+    assert ids == _reference_run_ids(resolved, table, 0) and len(set(ids)) == 3
 
 
 def test_a_worker_writes_only_while_the_sweep_owns_the_store(tmp_path: Any) -> None:
@@ -148,3 +184,13 @@ def test_a_worker_writes_only_while_the_sweep_owns_the_store(tmp_path: Any) -> N
     assert isinstance(run_chunk(key, plan.chunk(2), target)[0], pa.Table)
     assert not list((root / "runs").rglob("part-0000002.parquet"))
     assert not [p for p in root.rglob("*.tmp") if p.is_file()]
+
+
+def test_a_call_releases_only_its_own_token(tmp_path: Any) -> None:
+    from sweep.runner import _release_token
+
+    (tmp_path / TOKEN_FILE).write_text("theirs")
+    _release_token(StoreTarget(str(tmp_path), "mine"))
+    assert (tmp_path / TOKEN_FILE).read_text() == "theirs"
+    _release_token(StoreTarget(str(tmp_path), "theirs"))
+    assert not (tmp_path / TOKEN_FILE).exists()
