@@ -17,6 +17,7 @@ existing scheduler never shuts it down.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import time
@@ -245,6 +246,7 @@ def _client(address: str, timeout: float, *, security: Any = None, cluster: Any 
     if security is not None:
         kwargs["security"] = security
     for attempt in range(3):
+        error = None
         try:
             client = Client(cluster if cluster is not None else address, **kwargs)
             break
@@ -252,10 +254,17 @@ def _client(address: str, timeout: float, *, security: Any = None, cluster: Any 
             # distributed's shared event-loop thread, still stopping after a client that
             # failed to start a moment ago, trips an assertion in LoopRunner: try again.
             if attempt == 2:
-                raise connection_error(address, timeout, exc, source) from None
-            time.sleep(0.5)
+                error = connection_error(address, timeout, exc, source)
         except Exception as exc:
-            raise connection_error(address, timeout, exc, source) from None
+            error = connection_error(address, timeout, exc, source)
+        # Collect the client that failed to start now, at a safe point: collected later,
+        # during the next client's start, its __del__ -> close() waits for the shared
+        # event-loop runner's lock that this thread holds, forever (seen with
+        # distributed 2026.8 in the TLS refusal tests).
+        gc.collect()
+        if error is not None:
+            raise error
+        time.sleep(0.5)
     try:
         yield client
     finally:
