@@ -226,11 +226,13 @@ def _build_segment(resolved: ResolvedSweep, chunk: Chunk) -> tuple[Any, ...]:
     skip = (chunk.segment, None, None, None, None)
     table = resolved.combos_table(*chunk.segment)
     columns = strategy_columns(strategy, table)
-    own = strategy_columns(strategy, resolved.combos_table(chunk.start, chunk.stop))
+    whole = chunk.segment == (chunk.start, chunk.stop)  # nothing to estimate or share
     try:
-        probe = strategy.prepare(panel, own)[0].nbytes
-        if probe * _distinct(columns) / max(1, _distinct(own)) > SEGMENT_BYTES:
-            return skip
+        if not whole:
+            own = strategy_columns(strategy, resolved.combos_table(chunk.start, chunk.stop))
+            probe = strategy.prepare(panel, own)[0].nbytes
+            if probe * _distinct(columns) / max(1, _distinct(own)) > SEGMENT_BYTES:
+                return skip
         data, rows = strategy.prepare(panel, columns)
     except Exception:
         return skip
