@@ -2,10 +2,12 @@
 
 ``sweep.evaluate`` runs one compiled loop per grid (``sweep.kernels.evaluate_block``):
 for each run, the strategy's weights kernel writes (T, N) weights into one reused buffer,
-``engine.nb.simulate.simulate`` runs the backtest, ``run_metrics`` (``metrics_vector``)
-reduces the equity curve. The loops below call the same compiled functions in the same
-order, stopping after each stage, so the differences between them are each stage's share;
-the direct timings (one run's weights simulated R times, one run's equity reduced R times)
+``engine.nb.simulate.simulate`` runs the backtest and accumulates the metrics as it goes.
+The loops below call the same compiled functions in the same order, stopping after each
+stage, so the differences between them are each stage's share (the metrics' share is the
+simulation with its metrics against the same simulation writing only the per-bar series,
+which ``metrics_vector`` then reduces, as a recording ``run_backtest`` does); the direct
+timings (one run's weights simulated R times, one run's equity reduced R times)
 cross-check the differences. Nothing here is imported by the package.
 """
 

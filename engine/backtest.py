@@ -13,7 +13,7 @@ import polars as pl
 from engine.config import EngineConfig, pack_configs
 from engine.metrics import METRIC_NAMES, periods_per_year
 from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
-from engine.nb.simulate import last_valid_bars, run_metrics, simulate, simulate_batch
+from engine.nb.simulate import last_valid_bars, simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.panel import Panel
 
@@ -152,17 +152,16 @@ def run_backtest(
     # delistings and reversals aside); when it doesn't, the run is repeated with room.
     log = np.empty(int(np.isfinite(w).sum()) + panel.n_assets + 16, dtype=TRADE_DTYPE)
     record = 2 if positions else 1
+    ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
     while True:
-        equity, cash, exposure, fees, notional, pos, n_trades, acct = simulate(
-            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, record, log
+        equity, cash, exposure, fees, notional, pos, n_trades, _, values = simulate(
+            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, record, log,
+            ppy, np.empty((0, 3)),
         )
         if n_trades <= log.shape[0]:
             break
         log = np.empty(n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for every trade
     trades = log[:n_trades]
-    ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
-    values = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy,
-                         np.empty((0, 3)))
     return BacktestResult(
         timestamps=panel.timestamps,
         assets=panel.assets,

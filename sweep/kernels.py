@@ -11,7 +11,7 @@ from numba import from_dtype, njit, types
 from engine.config import CONFIG_DTYPE
 from engine.nb.layout import N_REFUSED, TRADE_DTYPE
 from engine.nb.metrics import N_METRICS
-from engine.nb.simulate import last_valid_bars, run_metrics, simulate
+from engine.nb.simulate import last_valid_bars, simulate
 from strategies.base import WEIGHTS_KERNEL_TYPE
 
 _F2 = types.float64[:, ::1]
@@ -65,11 +65,10 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
             t0 = windows[w, 0]
             t1 = windows[w, 1]
             atr = atrs[slot, t0:t1] if slot >= 0 else no_atr
-            equity, _, exposure, fees, notional, _, _, acct = simulate(
+            _, _, _, _, _, _, _, acct, metrics = simulate(
                 open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
-                last_bars[w], atr, 0, no_log,
+                last_bars[w], atr, 0, no_log, periods_per_year[w], blocks[w, r],
             )
-            out[w, r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
-                                    periods_per_year[w], blocks[w, r])
+            out[w, r] = metrics
             refused[r] += int(acct[N_REFUSED])
     return out, refused, blocks

@@ -4,6 +4,8 @@ Definitions are in docs/engine.md. Every function is a Numba kernel that is also
 from Python, e.g. ``sharpe(returns, 252.0)``.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -134,19 +136,142 @@ def cagr(equity, init_cash, periods_per_year):
     n = equity.shape[0]
     if n == 0:
         return np.nan
-    growth = equity[n - 1] / init_cash
+    return _cagr(equity[n - 1], init_cash, periods_per_year, n)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _cagr(final, init_cash, periods_per_year, n):
+    growth = final / init_cash
     if growth <= 0.0:
         return -1.0
     return growth ** (periods_per_year / n) - 1.0
 
 
+# What the metrics need from the bars seen so far. The simulation updates it bar by bar as
+# it goes (no per-bar series to write and read back), and metrics_vector over an equity
+# array does the same, so the two agree to the bit: one definition.
+Running = namedtuple("Running", [
+    "prev",        # last equity (the initial cash before the first bar)
+    "ret",         # last bar's return
+    "total",       # sum of returns
+    "down",        # sum of squared negative returns
+    "peak",        # running peak of equity
+    "worst",       # deepest drawdown so far (fraction)
+    "run",         # bars since the last peak
+    "longest",     # longest such run
+    "equity_sum",
+    "share",       # sum of gross exposure / equity
+])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def running_start(init_cash):
+    """Running totals before the first bar."""
+    return Running(init_cash, 0.0, 0.0, 0.0, init_cash, 0.0, 0, 0, 0.0, 0.0)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def running_bar(a, x, g):
+    """Running totals after a bar with equity ``x`` and gross exposure ``g``; the bar's
+    return is ``ret`` (the caller keeps the returns: the moments need a second pass).
+    Inlined into the bar loops, with scalars only: the totals stay in registers, and no
+    array argument costs reference counting on every bar."""
+    rt = x / a.prev - 1.0
+    peak = a.peak
+    worst = a.worst
+    run = a.run
+    longest = a.longest
+    if x >= peak:
+        peak = x
+        run = 0
+    else:
+        run += 1
+        if run > longest:
+            longest = run
+        if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
+            worst = 1.0 - x / peak
+    return Running(x, rt, a.total + rt, a.down + rt * rt if rt < 0.0 else a.down, peak,
+                   worst, run, longest, a.equity_sum + x,
+                   a.share + g / x if g != 0.0 and x > 0.0 else a.share)
+
+
+@njit(nogil=True, cache=True)
+def running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees, notional,
+                    n_opened, n_closed, n_wins, gross_profit, gross_loss):
+    """All METRIC_NAMES, in order, from the running totals after the last of ``n`` bars
+    and the bars' ``returns``; ``fees`` and ``notional`` are the run's totals.
+
+    Also adds to ``blocks`` (S, 3) each of S consecutive blocks' (sum, sum of squares,
+    count) of returns, in the same pass as the moments: bar t belongs to block b with
+    ``b * n // S <= t < (b + 1) * n // S`` (what PBO needs). S = 0: no blocks."""
+    out = np.full(N_METRICS, np.nan)
+    out[17] = n
+    out[8] = n_opened
+    out[13] = fees
+    if n == 0:
+        return out
+    mean = a.total / n
+    m2 = m3 = m4 = 0.0
+    S = blocks.shape[0]
+    b = 0
+    block_end = n // S if S > 0 else n + 1
+    for t in range(n):
+        rt = returns[t]
+        if S > 0:
+            while t >= block_end:
+                b += 1
+                block_end = (b + 1) * n // S
+            blocks[b, 0] += rt
+            blocks[b, 1] += rt * rt
+            blocks[b, 2] += 1.0
+        d = rt - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+    m2 /= n
+    m3 /= n
+    m4 /= n
+    final = a.prev
+    worst = a.worst
+    root_p = np.sqrt(periods_per_year)
+    out[0] = final / init_cash - 1.0
+    out[1] = _cagr(final, init_cash, periods_per_year, n)
+    if n >= 2:
+        sd = np.sqrt(m2 * n / (n - 1))
+        out[2] = sd * root_p
+        if sd > 0.0:
+            out[3] = mean / sd * root_p
+    if a.down > 0.0:
+        out[4] = mean / np.sqrt(a.down / n) * root_p
+    out[5] = worst
+    out[6] = a.longest
+    out[7] = out[1] / worst if worst > 0.0 else np.nan
+    if n_closed > 0:
+        out[9] = n_wins / n_closed
+        if gross_loss > 0.0:
+            out[10] = gross_profit / gross_loss
+        elif gross_profit > 0.0:
+            out[10] = np.inf
+    mean_equity = a.equity_sum / n
+    years = n / periods_per_year
+    out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
+    out[12] = a.share / n
+    out[14] = final
+    if n >= 2 and m2 > 0.0:
+        out[15] = m3 / m2**1.5
+        out[16] = m4 / (m2 * m2)
+    return out
+
+
 @njit(nogil=True, cache=True)
 def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
                    n_closed, n_wins, gross_profit, gross_loss):
-    """All METRIC_NAMES, in order, for one run.
+    """All METRIC_NAMES, in order, for one run: ``equity`` and gross ``exposure`` per bar,
+    ``fees`` and traded ``notional`` in total, and the trade counts.
 
-    The same definitions as the functions above, fused into two passes over the bars
-    (this runs once per backtest of a grid, so it is on the hot path).
+    The same definitions as the functions above, fused into two passes over the bars;
+    the simulation computes exactly these values as it goes.
     """
     return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
                                notional, n_opened, n_closed, n_wins, gross_profit,
@@ -157,94 +282,12 @@ def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional
 def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, notional,
                         n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks):
     """:func:`metrics_vector`, also adding to ``blocks`` (S, 3) each of S consecutive
-    blocks' (sum, sum of squares, count) of returns, in the same pass: bar t belongs to
-    the block b with ``b * n // S <= t < (b + 1) * n // S`` (what PBO needs, without a
-    second pass over the bars). S = 0: no blocks."""
-    out = np.full(N_METRICS, np.nan)
+    blocks' (sum, sum of squares, count) of returns (see :func:`running_metrics`)."""
     n = equity.shape[0]
-    out[17] = n
-    out[8] = n_opened
-    out[13] = fees
-    if n == 0:
-        return out
-    r = np.empty(n)
-    prev = init_cash
-    total = 0.0
-    down = 0.0
-    peak = init_cash
-    worst = 0.0
-    run = 0
-    longest = 0
-    equity_sum = 0.0
-    share = 0.0
-    S = blocks.shape[0]
-    b = 0
-    block_end = n // S if S > 0 else n + 1
+    returns = np.empty(n)
+    a = running_start(init_cash)
     for t in range(n):
-        x = equity[t]
-        rt = x / prev - 1.0
-        r[t] = rt
-        prev = x
-        total += rt
-        if S > 0:
-            while t >= block_end:
-                b += 1
-                block_end = (b + 1) * n // S
-            blocks[b, 0] += rt
-            blocks[b, 1] += rt * rt
-            blocks[b, 2] += 1.0
-        if rt < 0.0:
-            down += rt * rt
-        if x >= peak:
-            peak = x
-            run = 0
-        else:
-            run += 1
-            if run > longest:
-                longest = run
-            if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
-                worst = 1.0 - x / peak
-        equity_sum += x
-        g = exposure[t]
-        if g != 0.0 and x > 0.0:
-            share += g / x
-    mean = total / n
-    m2 = m3 = m4 = 0.0
-    for t in range(n):
-        d = r[t] - mean
-        d2 = d * d
-        m2 += d2
-        m3 += d2 * d
-        m4 += d2 * d2
-    m2 /= n
-    m3 /= n
-    m4 /= n
-    final = equity[n - 1]
-    root_p = np.sqrt(periods_per_year)
-    out[0] = final / init_cash - 1.0
-    out[1] = cagr(equity, init_cash, periods_per_year)
-    if n >= 2:
-        sd = np.sqrt(m2 * n / (n - 1))
-        out[2] = sd * root_p
-        if sd > 0.0:
-            out[3] = mean / sd * root_p
-    if down > 0.0:
-        out[4] = mean / np.sqrt(down / n) * root_p
-    out[5] = worst
-    out[6] = longest
-    out[7] = out[1] / worst if worst > 0.0 else np.nan
-    if n_closed > 0:
-        out[9] = n_wins / n_closed
-        if gross_loss > 0.0:
-            out[10] = gross_profit / gross_loss
-        elif gross_profit > 0.0:
-            out[10] = np.inf
-    mean_equity = equity_sum / n
-    years = n / periods_per_year
-    out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
-    out[12] = share / n
-    out[14] = final
-    if n >= 2 and m2 > 0.0:
-        out[15] = m3 / m2**1.5
-        out[16] = m4 / (m2 * m2)
-    return out
+        a = running_bar(a, equity[t], exposure[t])
+        returns[t] = a.ret
+    return running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees,
+                           notional, n_opened, n_closed, n_wins, gross_profit, gross_loss)

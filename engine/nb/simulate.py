@@ -32,7 +32,7 @@ from engine.nb.layout import (
     TR_ENTRY_BAR,
     TRADE_DTYPE,
 )
-from engine.nb.metrics import N_METRICS, metrics_with_blocks
+from engine.nb.metrics import N_METRICS, running_bar, running_metrics, running_start
 from engine.nb.stops import average_true_range, check_stop, update_trailing
 from engine.nb.trades import describe_open_trade, log_trade
 
@@ -60,19 +60,6 @@ def _new_book(n_assets):
 
 
 @njit(nogil=True, cache=True)
-def _instructed_rows(weights):
-    """Per bar: does the weights row hold any finite value?"""
-    T, N = weights.shape
-    out = np.zeros(T, dtype=np.bool_)
-    for t in range(T):
-        for n in range(N):
-            if not np.isnan(weights[t, n]):
-                out[t] = True
-                break
-    return out
-
-
-@njit(nogil=True, cache=True)
 def _delisting_bars(last_bar, n_bars):
     """Per bar: does some asset's data end here (before the panel's last bar)?"""
     out = np.zeros(n_bars, dtype=np.bool_)
@@ -82,18 +69,13 @@ def _delisting_bars(last_bar, n_bars):
     return out
 
 
-@njit(nogil=True, cache=True)
-def _next_events(instructed, delisting):
-    """Per bar t, the first bar >= t with an instruction or a delisting (T if none): the
-    end of the quiet span a loop at t may run through without looking at each bar."""
-    T = instructed.shape[0]
-    out = np.empty(T, dtype=np.int64)
-    nxt = T
-    for t in range(T - 1, -1, -1):
-        if instructed[t] or delisting[t]:
-            nxt = t
-        out[t] = nxt
-    return out
+@njit(nogil=True, cache=True, inline="always")
+def _instructed(weights, t):
+    """Does row ``weights[t]`` hold an instruction (a finite weight)?"""
+    for n in range(weights.shape[1]):  # noqa: SIM110 (a generator here is not compiled as well)
+        if not np.isnan(weights[t, n]):
+            return True
+    return False
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -191,24 +173,32 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
 
 
 @njit(nogil=True, cache=True)
-def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
+def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
+             periods_per_year, blocks):
     """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
 
-    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct)``.
-    ``record``: 0 = metrics only; 1 = also write trades to ``log`` (TRADE_DTYPE records)
-    while it has room (``n_trades`` counts them all, so a short log can be retried);
-    2 = trades and the (T, N) positions matrix.
+    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct,
+    metrics)``. The metrics (METRIC_NAMES) are computed as the bars go, with
+    ``blocks`` (S, 3) receiving the per-block return stats (S = 0: none).
+    ``record``: 0 = metrics only (the five per-bar series are empty); 1 = also the series,
+    and trades written to ``log`` (TRADE_DTYPE records) while it has room (``n_trades``
+    counts them all, so a short log can be retried); 2 = also the (T, N) positions.
     """
     T, N = close.shape
     book = _new_book(N)
     acct = np.zeros(ACCT_FIELDS)
     acct[CASH] = cfg.init_cash
-    equity = np.empty(T)
-    cash = np.empty(T)
-    exposure = np.empty(T)
-    fees = np.empty(T)
-    notional = np.empty(T)
+    S = T if record else 0
+    equity = np.empty(S)
+    cash = np.empty(S)
+    exposure = np.empty(S)
+    fees = np.empty(S)
+    notional = np.empty(S)
     positions = np.zeros((T if record == 2 else 0, N))
+    returns = np.empty(T)
+    run = running_start(cfg.init_cash)
+    fees_total = 0.0
+    notional_total = 0.0
     n_log = 0
     closed = np.empty(1, dtype=TRADE_DTYPE)
     idx = np.empty(N, dtype=np.int64)
@@ -219,11 +209,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
     has_stops = (has_atr or has_trailing or not np.isnan(cfg.stop_loss)
                  or not np.isnan(cfg.take_profit))
     next_open = not cfg.fill_close
-    # Most bars of most strategies carry no instruction; knowing which ones do lets the loop
-    # skip phases with nothing to do, which dominates the cost of small panels.
-    instructed = _instructed_rows(weights)
     delisting = _delisting_bars(last_bar, T)
-    next_event = _next_events(instructed, delisting)
     held = np.empty(N, dtype=np.int64)
     pending = 0
 
@@ -233,19 +219,20 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
         # A quiet bar (no fill pending, no stops, no delisting, no instruction) only marks
         # and records, and so do the bars after it up to the next event: most bars of most
         # strategies are quiet, so they are run through as a span, over the held assets
-        # only (in asset order, so every sum is the one the bar-by-bar path makes).
-        decide = (instructed[t] and (fill_close or t < T - 1)) or (
+        # only (in asset order, so every sum is the one the bar-by-bar path makes); the
+        # span ends at the next bar with an instruction or a delisting.
+        decide = (_instructed(weights, t) and (fill_close or t < T - 1)) or (
             fill_close and delisting[t])
         busy = pending > 0 or has_stops or delisting[t] or decide
         if not busy:
-            end = max(next_event[t], t + 1)
             h = 0
             for n in range(N):
                 if book[POS, n] != 0.0:
                     held[h] = n
                     h += 1
             cash_t = acct[CASH]
-            for u in range(t, end):
+            u = t
+            while True:
                 eq = cash_t
                 gross = 0.0
                 for j in range(h):
@@ -256,15 +243,21 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
                     v = book[POS, n] * book[MARK, n]
                     eq += v
                     gross += abs(v)
-                equity[u] = eq
-                cash[u] = cash_t
-                exposure[u] = gross
-                fees[u] = 0.0
-                notional[u] = 0.0
+                run = running_bar(run, eq, gross)
+                returns[u] = run.ret
+                if record:
+                    equity[u] = eq
+                    cash[u] = cash_t
+                    exposure[u] = gross
+                    fees[u] = 0.0
+                    notional[u] = 0.0
                 if record == 2:
                     for n in range(N):
                         positions[u, n] = book[POS, n]
-            t = end
+                u += 1
+                if u == T or delisting[u] or _instructed(weights, u):
+                    break
+            t = u
             continue
         acct[BAR_FEES] = 0.0
         acct[BAR_NOTIONAL] = 0.0
@@ -355,11 +348,17 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
                 book[TR_ENTRY_BAR, n] < t or (next_open and book[TR_ENTRY_BAR, n] == t)
             ):
                 update_trailing(book, n, high[t, n], low[t, n])
-        equity[t] = eq
-        cash[t] = acct[CASH]
-        exposure[t] = gross
-        fees[t] = acct[BAR_FEES]
-        notional[t] = acct[BAR_NOTIONAL]
+        run = running_bar(run, eq, gross)
+        returns[t] = run.ret
+        # Totals in bar order: the sums of the per-bar series, to the bit.
+        fees_total += acct[BAR_FEES]
+        notional_total += acct[BAR_NOTIONAL]
+        if record:
+            equity[t] = eq
+            cash[t] = acct[CASH]
+            exposure[t] = gross
+            fees[t] = acct[BAR_FEES]
+            notional[t] = acct[BAR_NOTIONAL]
         t += 1
 
     if record:
@@ -367,16 +366,10 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log):
             if book[POS, n] != 0.0:
                 describe_open_trade(book, acct, n, closed)
                 n_log = log_trade(log, n_log, closed)
-    return equity, cash, exposure, fees, notional, positions, n_log, acct
-
-
-@njit(nogil=True, cache=True)
-def run_metrics(equity, exposure, fees, notional, acct, init_cash, periods_per_year, blocks):
-    """A run's metrics from simulate's outputs; adds its per-block return stats to
-    ``blocks`` (S, 3) in the same pass (S = 0: none)."""
-    return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees.sum(),
-                               notional.sum(), acct[N_OPENED], acct[N_CLOSED], acct[N_WINS],
-                               acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks)
+    metrics = running_metrics(run, T, returns, blocks, cfg.init_cash, periods_per_year,
+                              fees_total, notional_total, acct[N_OPENED], acct[N_CLOSED],
+                              acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS])
+    return equity, cash, exposure, fees, notional, positions, n_log, acct, metrics
 
 
 @njit(nogil=True, cache=True)
@@ -394,9 +387,6 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             atr = average_true_range(high, low, close, cfg.atr_window)
             atr_window = cfg.atr_window
         w = weights[r] if weights.shape[0] > 1 else weights[0]
-        equity, _, exposure, fees, notional, _, _, acct = simulate(
-            open_, high, low, close, w, cfg, last_bar, atr, 0, no_log
-        )
-        out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash,
-                             periods_per_year, no_blocks)
+        out[r] = simulate(open_, high, low, close, w, cfg, last_bar, atr, 0, no_log,
+                          periods_per_year, no_blocks)[8]
     return out
