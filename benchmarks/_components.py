@@ -1,14 +1,13 @@
-"""Where the time of a grid evaluation goes: strategy kernel vs simulation vs metrics.
+"""Where the time of a grid evaluation goes: strategy kernel vs simulation (with metrics).
 
 ``sweep.evaluate`` runs one compiled loop per grid (``sweep.kernels.evaluate_block``):
 for each run, the strategy's weights kernel writes (T, N) weights into one reused buffer,
-``engine.nb.simulate.simulate`` runs the backtest and accumulates the metrics as it goes.
-The loops below call the same compiled functions in the same order, stopping after each
-stage, so the differences between them are each stage's share (the metrics' share is the
-simulation with its metrics against the same simulation writing only the per-bar series,
-which ``metrics_vector`` then reduces, as a recording ``run_backtest`` does); the direct
-timings (one run's weights simulated R times, one run's equity reduced R times)
-cross-check the differences. Nothing here is imported by the package.
+then ``engine.nb.simulate.simulate`` runs the backtest and accumulates the metrics as the
+bars go. The loops below call the same compiled functions in the same order, stopping
+after each stage, so their difference is each stage's share; the direct timings (one
+run's weights simulated R times; all-NaN weights, no order at all; the separate
+``metrics_vector`` pass over one run's equity curve, what a metrics pass after the
+simulation would cost) cross-check it. Nothing here is imported by the package.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from numba import njit
 
 from engine.config import pack_configs
 from engine.metrics import periods_per_year
-from engine.nb.layout import TRADE_DTYPE
-from engine.nb.metrics import N_METRICS
-from engine.nb.simulate import last_valid_bars, run_metrics, simulate
+from engine.nb.layout import N_CLOSED, N_OPENED, N_WINS, TRADE_DTYPE
+from engine.nb.metrics import metrics_vector
+from engine.nb.simulate import last_valid_bars, simulate
 
 __all__ = ["ComponentTimes", "profile_components"]
 
@@ -38,28 +37,10 @@ def _kernel_loop(kernel, data, rows, weights):
 
 
 @njit(nogil=True)
-def _kernel_simulate_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1):
-    """Stages 1 + 2: kernel, then the simulation; metrics not computed. (Every output's
-    last element is read, so the compiler cannot drop the work that fills it.)"""
-    weights = np.empty(close.shape)
-    last_bar = last_valid_bars(close[t0:t1])
-    no_atr = np.empty((0, 0))
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
-    acc = 0.0
-    for r in range(rows.shape[0]):
-        kernel(data, rows[r], weights)
-        equity, cash, exposure, fees, notional, _, _, acct = simulate(
-            open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfgs[0],
-            last_bar, no_atr, 0, no_log,
-        )
-        acc += equity[-1] + cash[-1] + exposure[-1] + fees[-1] + notional[-1] + acct[0]
-    return acc
-
-
-@njit(nogil=True)
 def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
-    """Stages 1 + 2 + 3: what evaluate_block does (without PBO block statistics)."""
-    out = np.empty((rows.shape[0], N_METRICS))
+    """Stages 1 + 2: kernel, then the simulation with its metrics: what evaluate_block
+    does (without PBO block statistics)."""
+    out = np.empty(rows.shape[0])
     weights = np.empty(close.shape)
     last_bar = last_valid_bars(close[t0:t1])
     no_atr = np.empty((0, 0))
@@ -67,48 +48,45 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
     no_blocks = np.empty((0, 3))
     for r in range(rows.shape[0]):
         kernel(data, rows[r], weights)
-        cfg = cfgs[0]
-        equity, _, exposure, fees, notional, _, _, acct = simulate(
-            open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
-            last_bar, no_atr, 0, no_log,
-        )
-        out[r] = run_metrics(equity, exposure, fees, notional, acct, cfg.init_cash, ppy,
-                             no_blocks)
+        out[r] = simulate(open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1],
+                          weights[t0:t1], cfgs[0], last_bar, no_atr, 0, no_log, ppy,
+                          no_blocks)[8][0]
     return out
 
 
 @njit(nogil=True)
-def _simulate_repeat(open_, high, low, close, weights, cfgs, repeat):
+def _simulate_repeat(open_, high, low, close, weights, cfgs, ppy, repeat):
     """One weight set simulated ``repeat`` times (direct timing of stage 2)."""
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
     no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_blocks = np.empty((0, 3))
     acc = 0.0
     for _ in range(repeat):
-        equity, cash, exposure, fees, notional, _, _, acct = simulate(
-            open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0, no_log)
-        acc += equity[-1] + cash[-1] + exposure[-1] + fees[-1] + notional[-1] + acct[0]
+        acc += simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0,
+                        no_log, ppy, no_blocks)[8][0]
     return acc
 
 
 @njit(nogil=True)
-def _one_run(open_, high, low, close, weights, cfgs):
+def _one_run(open_, high, low, close, weights, cfgs, ppy):
+    """One run with its per-bar series recorded."""
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
-    equity, _, exposure, fees, notional, _, _, acct = simulate(
-        open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0, no_log)
-    return equity, exposure, fees, notional, acct
+    log = np.empty(0, dtype=TRADE_DTYPE)
+    equity, _, exposure, fees, notional, _, _, acct, _ = simulate(
+        open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 1, log, ppy,
+        np.empty((0, 3)))
+    return equity, exposure, fees.sum(), notional.sum(), acct
 
 
 @njit(nogil=True)
 def _metrics_repeat(equity, exposure, fees, notional, acct, init_cash, ppy, repeat):
-    """One run's equity curve reduced to metrics ``repeat`` times (direct stage 3)."""
+    """One run's equity curve reduced by ``metrics_vector`` ``repeat`` times."""
     acc = 0.0
-    no_blocks = np.empty((0, 3))
     for _ in range(repeat):
-        acc += run_metrics(equity, exposure, fees, notional, acct, init_cash, ppy,
-                           no_blocks)[0]
+        acc += metrics_vector(equity, exposure, init_cash, ppy, fees, notional,
+                              acct[N_OPENED], acct[N_CLOSED], acct[N_WINS], 0.0, 0.0)[0]
     return acc
 
 
@@ -137,7 +115,6 @@ class ComponentTimes:
     assets: int
     repeat: int
     kernel: tuple[float, float]
-    kernel_simulate: tuple[float, float]
     full: tuple[float, float]
     evaluate_block: tuple[float, float]
     simulate_direct: tuple[float, float]
@@ -147,7 +124,7 @@ class ComponentTimes:
 
     def rows(self) -> list[list[Any]]:
         """Table rows: stage, how, ms for the grid (median, min), µs a run and ns a
-        bar-run (from the minima), share of loop 3 (minima)."""
+        bar-run (from the minima), share of loop 2 (minima)."""
         R, bar_runs = self.runs, self.runs * self.bars
 
         def diff(a, b):
@@ -155,14 +132,14 @@ class ComponentTimes:
 
         parts = [
             ("strategy kernel (weights)", self.kernel, "loop 1"),
-            ("simulate", diff(self.kernel_simulate, self.kernel), "loop 2 - loop 1"),
-            ("metrics", diff(self.full, self.kernel_simulate), "loop 3 - loop 2"),
-            ("all three", self.full, "loop 3"),
+            ("simulate, metrics included", diff(self.full, self.kernel), "loop 2 - loop 1"),
+            ("both", self.full, "loop 2"),
             ("evaluate_block (the sweep's loop, PBO off)", self.evaluate_block, "direct"),
             ("simulate, the median-trades run R times", self.simulate_direct, "direct"),
             ("simulate, all-NaN weights (no orders) R times", self.simulate_no_orders,
              "direct"),
-            ("metrics, the median-trades run R times", self.metrics_direct, "direct"),
+            ("(a separate metrics_vector pass, the median run R times)",
+             self.metrics_direct, "direct"),
         ]
         out = []
         for name, (med, best), how in parts:
@@ -172,7 +149,7 @@ class ComponentTimes:
         return out
 
     HEADERS = ("stage", "how", "ms med", "ms min", "µs/run (min)", "ns/bar-run (min)",
-               "of loop 3 (min)")
+               "of loop 2 (min)")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,7 +157,7 @@ class ComponentTimes:
 
 def profile_components(panel, strategy, table, config, repeat: int = 5,
                        t0: int = 0, t1: int | None = None) -> ComponentTimes:
-    """Time the three stages of ``sweep.evaluate``'s compiled loop over a grid table."""
+    """Time the stages of ``sweep.evaluate``'s compiled loop over a grid table."""
     from sweep.evaluate import evaluate_table
     from sweep.grid import strategy_columns
     from sweep.kernels import evaluate_block
@@ -207,17 +184,15 @@ def profile_components(panel, strategy, table, config, repeat: int = 5,
     w = np.ascontiguousarray(buf[t0:t1])
     nan_w = np.full(w.shape, np.nan)
     ow, hw, lw, cw = (np.ascontiguousarray(a[t0:t1]) for a in (o, h, lo, c))
-    eq, ex, fe, no, acct = _one_run(ow, hw, lw, cw, w, cfgs)
+    eq, ex, fe, no, acct = _one_run(ow, hw, lw, cw, w, cfgs, ppy)
 
     t = _interleaved({
         "kernel": lambda: _kernel_loop(k, data, rows, buf),
-        "kernel_simulate": lambda: _kernel_simulate_loop(k, data, rows, o, h, lo, c, cfgs,
-                                                         t0, t1),
         "full": lambda: _full_loop(k, data, rows, o, h, lo, c, cfgs, t0, t1, ppy),
         "evaluate_block": lambda: evaluate_block(k, data, rows, o, h, lo, c, cfgs, cfg_of_run,
                                                  no_atr, atr_slot, window, ppy_w, 0),
-        "simulate_direct": lambda: _simulate_repeat(ow, hw, lw, cw, w, cfgs, R),
-        "simulate_no_orders": lambda: _simulate_repeat(ow, hw, lw, cw, nan_w, cfgs, R),
+        "simulate_direct": lambda: _simulate_repeat(ow, hw, lw, cw, w, cfgs, ppy, R),
+        "simulate_no_orders": lambda: _simulate_repeat(ow, hw, lw, cw, nan_w, cfgs, ppy, R),
         "metrics_direct": lambda: _metrics_repeat(eq, ex, fe, no, acct, config.init_cash,
                                                   ppy, R),
     }, repeat)

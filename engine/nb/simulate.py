@@ -237,10 +237,12 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                 gross = 0.0
                 for j in range(h):
                     n = held[j]
-                    c = close[u, n]
-                    if not np.isnan(c):
-                        book[MARK, n] = c
-                    v = book[POS, n] * book[MARK, n]
+                    m = close[u, n]
+                    if np.isnan(m):
+                        m = book[MARK, n]
+                    else:
+                        book[MARK, n] = m
+                    v = book[POS, n] * m
                     eq += v
                     gross += abs(v)
                 run = running_bar(run, eq, gross)
