@@ -117,18 +117,17 @@ def chunks_child(args: argparse.Namespace) -> None:
     them, after a warm-up chunk of another segment) and times the pieces of
     ``sweep.worker.run_chunk``: the segment's ``prepare`` (the moving averages, once per
     segment), the compiled loop with and without the PBO block statistics on the chunk's
-    slice of it, the run ids, the whole task, and the client's Parquet write of its result;
+    slice of it, the run ids, the whole task, and the Parquet write of its result;
     also what ``prepare`` of the chunk alone would cost (the layout before segments).
     """
     import tempfile as _tempfile
-
-    import pyarrow.parquet as pq
 
     import sweep.worker as worker
     from sweep.evaluate import evaluate_windows
     from sweep.grid import strategy_columns
     from sweep.plan import Plan
     from sweep.spec import SweepSpec
+    from sweep.store import ResultStore
     from sweep.worker import _CONTEXTS, run_chunk, run_ids
 
     spec = SweepSpec.from_toml(args.config)
@@ -153,6 +152,7 @@ def chunks_child(args: argparse.Namespace) -> None:
         return out
 
     with _tempfile.TemporaryDirectory() as tmp:
+        store = ResultStore(Path(tmp))
         for cid in picks:
             ch = plan.chunk(cid)
             if ch.segment not in segments:
@@ -175,9 +175,9 @@ def chunks_child(args: argparse.Namespace) -> None:
                   lambda t=table: [run_ids(resolved, t, w) for w in range(len(windows))])
             arrow = clock("run_chunk: the whole task (segment cached)",
                           lambda ch=ch: run_chunk(key, ch))
-            clock("client: Parquet write of the task's tables (zstd)",
-                  lambda a=arrow: [pq.write_table(t, Path(tmp) / "x.parquet",
-                                                  compression="zstd") for t in a])
+            clock("Parquet write of the task's tables (the store's atomic write)",
+                  lambda a=arrow, cid=cid: [store.write_chunk(w, cid, t)
+                                            for w, t in enumerate(a)])
             runs += table.height * len(windows)
     pieces["run_chunk: the whole task (segment cached)"] += pieces[
         "segment: grid rows, a probe and prepare (once a segment)"]

@@ -319,15 +319,17 @@ def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[s
             parts.append(pl.lit(piece, dtype=pl.String))
         else:
             parts.append(_json_column(table[names[int(piece)]]))
-    texts = table.select(pl.concat_str(parts).alias("text"))["text"].to_list()
+    texts = table.select(pl.concat_str(parts).cast(pl.Binary).alias("text"))["text"]
     blake2b = hashlib.blake2b
-    return [blake2b(t.encode(), digest_size=10).hexdigest() for t in texts]
+    return [blake2b(t, digest_size=10).hexdigest() for t in texts.to_list()]
 
 
 def _json_column(col: pl.Series) -> pl.Series:
     """Each value's JSON text, each distinct value encoded once. Floats are told apart by
     their bits: -0.0 and 0.0 are different grid values (and ids) though they compare
     equal."""
+    if col.dtype.is_integer() and not col.has_nulls():
+        return col.cast(pl.String)  # an integer's JSON text is its decimal digits
     if col.dtype.is_float() and not col.has_nulls():
         bits, inverse = np.unique(col.to_numpy().view(np.int64), return_inverse=True)
         texts = np.array([json.dumps(v) for v in bits.view(np.float64).tolist()], dtype=object)

@@ -213,22 +213,24 @@ def running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees, no
     mean = a.total / n
     m2 = m3 = m4 = 0.0
     S = blocks.shape[0]
-    b = 0
-    block_end = n // S if S > 0 else n + 1
-    for t in range(n):
-        rt = returns[t]
+    n_parts = max(S, 1)
+    for b in range(n_parts):
+        # A block's sums are kept in registers and stored once: added into blocks[b] on
+        # every bar, each bar would wait for the previous bar's store.
+        s1 = s2 = 0.0
+        for t in range(b * n // n_parts, (b + 1) * n // n_parts):
+            rt = returns[t]
+            s1 += rt
+            s2 += rt * rt
+            d = rt - mean
+            d2 = d * d
+            m2 += d2
+            m3 += d2 * d
+            m4 += d2 * d2
         if S > 0:
-            while t >= block_end:
-                b += 1
-                block_end = (b + 1) * n // S
-            blocks[b, 0] += rt
-            blocks[b, 1] += rt * rt
-            blocks[b, 2] += 1.0
-        d = rt - mean
-        d2 = d * d
-        m2 += d2
-        m3 += d2 * d
-        m4 += d2 * d2
+            blocks[b, 0] += s1
+            blocks[b, 1] += s2
+            blocks[b, 2] += (b + 1) * n // S - b * n // S
     m2 /= n
     m3 /= n
     m4 /= n
