@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from sweep.spec import ResolvedSweep
 
 __all__ = ["Chunk", "Plan", "calibrate_chunk_size"]
 
-TARGET_SECONDS = 1.0   # Dask's per-task overhead is ~1 ms: a task should be ~0.5-2 s
+# A task should take ~0.5-2 s: far above Dask's per-task cost (a few ms on the
+# scheduler and the client), and short enough that the last tasks end together.
+TARGET_SECONDS = 0.5
 MAX_CHUNK = 200_000
 
 
@@ -73,21 +77,39 @@ class Plan:
 def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET_SECONDS,
                          sample: int = 64) -> int:
     """Combination positions per chunk so that a chunk takes about ``target_seconds``:
-    times a sample block (after a warm-up) on all the windows."""
-    from sweep.evaluate import evaluate_windows
+    times the compiled loop (with the PBO block statistics, as a task runs it) on a
+    sample of combinations spread evenly over the grid, on all the windows.
 
-    windows = resolved.windows
-    table = resolved.combos_table(0, min(resolved.n_combos, 10_000)).head(sample)
+    The strategy's ``prepare`` is not timed: a worker prepares a whole segment's
+    indicators once (see SEGMENT_COMBOS), so a chunk's time is the loop's. (Timed in, it
+    made chunks several times too small: a 64-run sample pays for ~64 moving averages
+    that a chunk shares with thousands of runs.) A spread sample, because runs differ
+    along the grid (an MA grid's shortest windows trade most and cost most).
+    """
+    from sweep.evaluate import evaluate_windows
+    from sweep.grid import strategy_columns
+
+    n = resolved.n_combos
+    picks = np.unique(np.linspace(0, max(n - 1, 0), min(sample, n)).astype(np.int64))
+    if resolved.combos is None:
+        table = resolved.grid.take(picks)  # positions are grid indices (constraints thin)
+        if table.height == 0:  # the constraints reject every pick: a leading block
+            table = resolved.combos_table(0, min(n, 10_000)).head(sample)
+            picks = table["combo"].to_numpy()
+            spread = int(picks.max() - picks.min() + 1) if picks.size else 1
+        else:
+            spread = picks.size
+    else:
+        table = resolved.grid.take(resolved.combos[picks])
+        spread = picks.size
     if table.height == 0:
-        return min(MAX_CHUNK, max(1, resolved.n_combos))
+        return min(MAX_CHUNK, max(1, n))
     panel, strategy, config = resolved.panel, resolved.strategy, resolved.config
+    windows, blocks = resolved.windows, resolved.spec.pbo_blocks
     evaluate_windows(panel, strategy, table.head(1), config, windows)  # compile/load kernels
+    prepared = strategy.prepare(panel, strategy_columns(strategy, table))
     started = time.perf_counter()
-    evaluate_windows(panel, strategy, table, config, windows)
-    seconds = time.perf_counter() - started
-    # Constraints thin a block of positions out: size chunks in positions, not runs.
-    combos = table["combo"]
-    positions = table.height if resolved.combos is not None else int(
-        combos.max() - combos.min() + 1)
-    per_position = seconds / positions
+    evaluate_windows(panel, strategy, table, config, windows, blocks=blocks,
+                     prepared=prepared)
+    per_position = (time.perf_counter() - started) / spread
     return int(min(MAX_CHUNK, max(1, target_seconds / max(per_position, 1e-9))))
