@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 
 import numpy as np
+from numba import njit
 
 from engine import Panel
 from strategies.base import Param, Strategy, weights_kernel
@@ -12,6 +13,21 @@ from strategies.signals import state_row
 __all__ = ["MA_CROSS"]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _cross(f, s, state, relation, long_short):
+    """One asset's bar with a close: its new (state, relation). ``relation`` is the last
+    strict relation of fast vs slow (+1 above, -1 below, 0 unknown); a cross is a flip of
+    it. Equal bars don't count; warm-up (NaN averages) forgets it."""
+    if np.isnan(f) or np.isnan(s):
+        return state, 0
+    d = 1 if f > s else (-1 if f < s else 0)
+    if d == 1 and relation == -1:
+        state = 1.0
+    elif d == -1 and relation == 1:
+        state = -1.0 if long_short else 0.0
+    return state, (d if d != 0 else relation)
+
+
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
@@ -19,9 +35,20 @@ def _kernel(data, row, out):
     slow = data[int(row[1])]
     long_short = row[2] != 0.0
     T, N = close.shape
+    if N == 1:
+        # One asset (the usual MA sweep): the same steps with the state in registers,
+        # twice as fast as through the per-asset arrays below. Its weight is its state
+        # (1 asset held) on the bars where the state changes.
+        st = 0.0
+        rel = 0
+        for t in range(T):
+            new = st
+            if not np.isnan(close[t, 0]):
+                new, rel = _cross(fast[t, 0], slow[t, 0], st, rel, long_short)
+            out[t, 0] = new if new != st else np.nan
+            st = new
+        return
     state = np.zeros(N)  # +1 long, -1 short, 0 flat
-    # Last strict relation of fast vs slow (+1 above, -1 below, 0 unknown); a cross is a
-    # flip of this relation. Equal bars don't count; warm-up (NaN averages) forgets it.
     relation = np.zeros(N, dtype=np.int64)
     held = 0
     for t in range(T):
@@ -29,19 +56,8 @@ def _kernel(data, row, out):
         for n in range(N):
             if np.isnan(close[t, n]):  # no bar: keep the position and the memory
                 continue
-            f = fast[t, n]
-            s = slow[t, n]
-            if np.isnan(f) or np.isnan(s):
-                relation[n] = 0
-                continue
-            d = 1 if f > s else (-1 if f < s else 0)
-            new = state[n]
-            if d == 1 and relation[n] == -1:
-                new = 1.0
-            elif d == -1 and relation[n] == 1:
-                new = -1.0 if long_short else 0.0
-            if d != 0:
-                relation[n] = d
+            new, relation[n] = _cross(fast[t, n], slow[t, n], state[n], relation[n],
+                                      long_short)
             if new != state[n]:
                 changed = True
                 held += int(new != 0.0) - int(state[n] != 0.0)

@@ -294,6 +294,32 @@ def test_signals_skip_assets_without_a_bar() -> None:
     np.testing.assert_array_equal(w, [[NAN, NAN]] * 5 + [[1, 0], [NAN, NAN]])
 
 
+
+@pytest.mark.parametrize("kw", [{"fast": 3, "slow": 12}, {"fast": 5, "slow": 20,
+                                 "kind": "ema", "long_short": True}])
+def test_ma_cross_one_asset_path_matches_the_panel_path(kw: dict) -> None:
+    # A one-asset panel takes the kernel's register path; each asset of a wider panel the
+    # per-asset path. Same crosses: the one-asset weights are finite exactly where that
+    # asset's state changes in the panel run, with the same sign.
+    panel = synthetic_panel(6, 400, seed=5)
+    s = strategies.get("ma_cross")
+    wide = s.weights(panel, **kw)
+    for n in range(panel.n_assets):
+        one = Panel.from_arrays(panel.timestamps, panel.assets[n:n + 1],
+                                close=panel.close[:, n:n + 1], open=panel.open[:, n:n + 1],
+                                high=panel.high[:, n:n + 1], low=panel.low[:, n:n + 1])
+        w1 = s.weights(one, **kw)[:, 0]
+        changes = np.flatnonzero(np.isfinite(w1))
+        assert changes.size > 2
+        assert np.isfinite(wide[changes, n]).all()
+        np.testing.assert_array_equal(np.sign(wide[changes, n]), w1[changes])
+        # Between its changes, the asset's sign in the panel's rows is its last state.
+        state = np.zeros(panel.n_bars)
+        for t in range(panel.n_bars):
+            state[t] = w1[t] if np.isfinite(w1[t]) else (state[t - 1] if t else 0.0)
+        rows = np.flatnonzero(np.isfinite(wide[:, n]))
+        np.testing.assert_array_equal(np.sign(wide[rows, n]), state[rows])
+
 # ------------------------------------------------------------------ defaults
 @pytest.fixture(scope="module")
 def default_panel() -> Panel:

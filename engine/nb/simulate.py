@@ -188,12 +188,12 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     book = _new_book(N)
     acct = np.zeros(ACCT_FIELDS)
     acct[CASH] = cfg.init_cash
-    S = T if record else 0
-    equity = np.empty(S)
-    cash = np.empty(S)
-    exposure = np.empty(S)
-    fees = np.empty(S)
-    notional = np.empty(S)
+    n_series = T if record else 0
+    equity = np.empty(n_series)
+    cash = np.empty(n_series)
+    exposure = np.empty(n_series)
+    fees = np.empty(n_series)
+    notional = np.empty(n_series)
     positions = np.zeros((T if record == 2 else 0, N))
     returns = np.empty(T)
     run = running_start(cfg.init_cash)
