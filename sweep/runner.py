@@ -123,6 +123,10 @@ def run_sweep(
                 raise
     summary.n_runs, summary.n_errors = _count(store)
     complete = len(store.done_chunks(plan.n_windows)) == plan.n_chunks
+    if complete:
+        # A worker SIGKILLed inside a write leaves its temp file (never read); with every
+        # chunk on disk and no task of this call left running, none is still being written.
+        store.clean_temp_files()
     if complete and summary.n_runs and (todo or "summary" not in meta):
         meta["summary"] = _overfit_summary(store, len(resolved.windows))
     summary.seconds = time.perf_counter() - started
