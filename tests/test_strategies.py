@@ -294,7 +294,6 @@ def test_signals_skip_assets_without_a_bar() -> None:
     np.testing.assert_array_equal(w, [[NAN, NAN]] * 5 + [[1, 0], [NAN, NAN]])
 
 
-
 @pytest.mark.parametrize("kw", [{"fast": 3, "slow": 12}, {"fast": 5, "slow": 20,
                                  "kind": "ema", "long_short": True}])
 def test_ma_cross_one_asset_path_matches_the_panel_path(kw: dict) -> None:
@@ -319,6 +318,7 @@ def test_ma_cross_one_asset_path_matches_the_panel_path(kw: dict) -> None:
             state[t] = w1[t] if np.isfinite(w1[t]) else (state[t - 1] if t else 0.0)
         rows = np.flatnonzero(np.isfinite(wide[:, n]))
         np.testing.assert_array_equal(np.sign(wide[rows, n]), state[rows])
+
 
 # ------------------------------------------------------------------ defaults
 @pytest.fixture(scope="module")
