@@ -32,7 +32,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -410,18 +414,9 @@ def _first(x, m, v):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _cscv_kernel(Sb, Qb, Cb, first, swap_in, swap_out, n_in, n_out, uniform, tile):
-    """Both CSCV passes over (S, N) block stats.
-
-    Pass 1 finds, for each step j (in-sample set A_j and its complement B_j), the
-    in-sample best of A_j and of B_j (first index on ties) and its out-of-sample key.
-    Pass 2 counts, for each, the configurations with a smaller / equal out-of-sample key.
-    Configurations are processed in cache-sized tiles; every configuration's sums follow
-    the same sequence of floating-point operations in both passes, so its keys are
-    bit-identical and the chosen one always counts itself as equal.
-    """
+def _totals(Sb, Qb, Cb):
+    """Each configuration's sums over all S blocks, in block order."""
     S, N = Sb.shape
-    P = swap_in.shape[0]
     St = np.zeros(N)
     Qt = np.zeros(N)
     Ct = np.zeros(N)
@@ -430,19 +425,33 @@ def _cscv_kernel(Sb, Qb, Cb, first, swap_in, swap_out, n_in, n_out, uniform, til
             St[i] += Sb[blk, i]
             Qt[i] += Qb[blk, i]
             Ct[i] += Cb[blk, i]
+    return St, Qt, Ct
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _tile_buffers(tile):
+    """A tile's running sums (s, q, c) and its two halves' keys (ka, kb)."""
+    return np.empty(tile), np.empty(tile), np.empty(tile), np.empty(tile), np.empty(tile)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _cscv_best(Sb, Qb, Cb, St, Qt, Ct, first, swap_in, swap_out, n_in, n_out, uniform,
+               tile, lo, hi):
+    """Pass 1 over configurations lo..hi-1: for each step j (in-sample set A_j and its
+    complement B_j), the in-sample best of A_j and of B_j (first index on ties), its
+    in-sample key and its out-of-sample key. Configurations are processed in cache-sized
+    tiles; a configuration's sums follow the same floating-point operations whatever its
+    tile or range, so its keys are bit-identical in both passes."""
+    P = swap_in.shape[0]
     best_a = np.full(P, -1, dtype=np.int64)
     best_b = np.full(P, -1, dtype=np.int64)
     key_a = np.full(P, -np.inf)     # in-sample key of the best of A_j
     key_b = np.full(P, -np.inf)
     oos_a = np.full(P, -np.inf)     # its out-of-sample key (on B_j)
     oos_b = np.full(P, -np.inf)
-    s = np.empty(tile)
-    q = np.empty(tile)
-    c = np.empty(tile)
-    ka = np.empty(tile)
-    kb = np.empty(tile)
-    for a in range(0, N, tile):
-        b = min(a + tile, N)
+    s, q, c, ka, kb = _tile_buffers(tile)
+    for a in range(lo, hi, tile):
+        b = min(a + tile, hi)
         m = b - a
         _tile_init(Sb, Qb, Cb, first, a, b, s, q, c)
         for j in range(P):
@@ -460,12 +469,23 @@ def _cscv_kernel(Sb, Qb, Cb, first, swap_in, swap_out, n_in, n_out, uniform, til
                 key_b[j] = v
                 best_b[j] = a + i
                 oos_b[j] = ka[i]
+    return best_a, best_b, key_a, key_b, oos_a, oos_b
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _cscv_rank(Sb, Qb, Cb, St, Qt, Ct, first, swap_in, swap_out, n_in, n_out, uniform,
+               tile, lo, hi, oos_a, oos_b):
+    """Pass 2 over configurations lo..hi-1: for each step, how many have an
+    out-of-sample key smaller than / equal to that of the in-sample best of A_j (and of
+    B_j). The chosen configuration's key is bit-identical here, so it counts as equal."""
+    P = swap_in.shape[0]
     less_a = np.zeros(P, dtype=np.int64)
     eq_a = np.zeros(P, dtype=np.int64)
     less_b = np.zeros(P, dtype=np.int64)
     eq_b = np.zeros(P, dtype=np.int64)
-    for a in range(0, N, tile):
-        b = min(a + tile, N)
+    s, q, c, ka, kb = _tile_buffers(tile)
+    for a in range(lo, hi, tile):
+        b = min(a + tile, hi)
         _tile_init(Sb, Qb, Cb, first, a, b, s, q, c)
         for j in range(P):
             _tile_step(Sb, Qb, Cb, St, Qt, Ct, j, swap_in, swap_out, n_in, n_out, uniform,
@@ -482,6 +502,33 @@ def _cscv_kernel(Sb, Qb, Cb, first, swap_in, swap_out, n_in, n_out, uniform, til
             eq_a[j] += ea
             less_b[j] += lb
             eq_b[j] += eb
+    return less_a, eq_a, less_b, eq_b
+
+
+def _cscv(Sb: np.ndarray, Qb: np.ndarray, Cb: np.ndarray, first: np.ndarray,
+          swap_in: np.ndarray, swap_out: np.ndarray, n_in: np.ndarray, n_out: np.ndarray,
+          uniform: bool, tile: int, threads: int) -> tuple[np.ndarray, ...]:
+    """Both CSCV passes, the configurations split into ``threads`` contiguous ranges run
+    in threads (the kernels release the GIL). The ranges' pass-1 results are merged in
+    range order with the tiles' rule (a later range wins only if strictly better), so
+    the result is the same for any thread count."""
+    N = Sb.shape[1]
+    totals = _totals(Sb, Qb, Cb)
+    common = (Sb, Qb, Cb, *totals, first, swap_in, swap_out, n_in, n_out, uniform, tile)
+    n = max(1, min(threads, -(-N // tile)))
+    edges = [N * k // n for k in range(n + 1)]
+    ranges = list(itertools.pairwise(edges))
+    with ThreadPoolExecutor(n) if n > 1 else contextlib.nullcontext() as pool:
+        run = pool.map if pool is not None else map
+        parts = list(run(lambda r: _cscv_best(*common, *r), ranges))
+        best_a, best_b, key_a, key_b, oos_a, oos_b = (x.copy() for x in parts[0])
+        for pa, pb, ka, kb, oa, ob in parts[1:]:
+            take = ka > key_a
+            best_a[take], key_a[take], oos_a[take] = pa[take], ka[take], oa[take]
+            take = kb > key_b
+            best_b[take], key_b[take], oos_b[take] = pb[take], kb[take], ob[take]
+        counts = list(run(lambda r: _cscv_rank(*common, *r, oos_a, oos_b), ranges))
+    less_a, eq_a, less_b, eq_b = (sum(x) for x in zip(*counts, strict=True))
     return best_a, best_b, less_a, eq_a, less_b, eq_b
 
 
@@ -492,8 +539,8 @@ def _sharpe_of(s: np.ndarray, q: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where((n >= 2) & (var > 0.0), sr, np.nan)
 
 
-def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
-                         ) -> PBOResult:
+def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096,
+                         threads: int | None = None) -> PBOResult:
     """Probability of backtest overfitting by CSCV (Bailey, Borwein, López de Prado & Zhu
     2017, "The Probability of Backtest Overfitting"), from per-block return statistics.
 
@@ -504,6 +551,8 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
         counts: (N, S) or (S,) number of returns in each block.
         tile: configurations processed together (a cache-size knob; the result does not
             depend on it).
+        threads: threads sharing the configurations (default: the CPUs this process may
+            use); the result does not depend on it either.
 
     For each of the C(S, S/2) ways to pick S/2 blocks as the in-sample half (the rest is
     out of sample), the configuration with the highest in-sample Sharpe ratio is chosen
@@ -522,10 +571,9 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
     step moves one block in and one out (a few adds per configuration); the out-of-sample
     half is total − in-sample and is itself the in-sample half of the complementary
     combination. Two passes over C(S, S/2)/2 steps × N configurations, no square roots;
-    N = 100,000 and S = 16 take ~4 s on one core (~5.5 s when the counts differ between
-    configurations), plus ~3 s of JIT compilation on the first call without a Numba cache.
-    The kernel releases the GIL, so separate calls (e.g. one per window) can run in
-    threads.
+    N = 100,000 and S = 16 take 4-9 s on one core, depending on the CPU (~40 % more when
+    the counts differ between configurations), plus ~3 s of JIT compilation on the first
+    call without a Numba cache; ``threads`` cores divide that.
     """
     sums = np.asarray(sums, dtype=np.float64)
     sumsq = np.asarray(sumsq, dtype=np.float64)
@@ -556,9 +604,14 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
     uniform = bool((counts == counts[0]).all())
     n_in = (masks * counts[0]).sum(axis=1)      # used only when uniform
     n_out = counts[0].sum() - n_in
-    best_a, best_b, less_a, eq_a, less_b, eq_b = _cscv_kernel(
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    best_a, best_b, less_a, eq_a, less_b, eq_b = _cscv(
         Sb, Qb, Cb, masks[0].copy(), swap_in, swap_out, n_in, n_out, uniform,
-        int(max(1, min(tile, N))))
+        int(max(1, min(tile, N))), int(threads))
     in_sample = np.concatenate([masks, ~masks])
     best = np.concatenate([best_a, best_b])
     rank = np.concatenate([less_a, less_b]) + (np.concatenate([eq_a, eq_b]) + 1) / 2.0

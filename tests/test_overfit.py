@@ -230,9 +230,10 @@ def brute_force_pbo(R: np.ndarray, S: int) -> dict[tuple[int, ...], tuple[int, f
     return out
 
 
-def check_against_brute_force(R: np.ndarray, S: int, tile: int = 4096) -> None:
+def check_against_brute_force(R: np.ndarray, S: int, tile: int = 4096, threads: int = 1
+                              ) -> None:
     want = brute_force_pbo(R, S)
-    res = pbo_from_block_stats(*block_stats(R, S), tile=tile)
+    res = pbo_from_block_stats(*block_stats(R, S), tile=tile, threads=threads)
     assert res.n_combinations == len(want) == math.comb(S, S // 2)
     seen = set()
     for k in range(res.n_combinations):
@@ -255,7 +256,7 @@ def test_pbo_matches_brute_force(seed):
     # configurations with different true means, so selection is not pure noise
     R = rng.normal(rng.normal(0.0, 0.002, (N, 1)), 0.01, (N, T))
     tile = int(rng.choice([1, 3, 7, 4096]))
-    check_against_brute_force(R, S, tile)
+    check_against_brute_force(R, S, tile, threads=int(rng.integers(1, 5)))
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -271,7 +272,8 @@ def test_pbo_ties_and_degenerate_runs(seed):
     dst = rng.integers(0, N, N // 2)
     R[dst] = R[src]
     R[rng.integers(0, N)] = 0.0
-    check_against_brute_force(R, S, tile=int(rng.choice([2, 5, 4096])))
+    check_against_brute_force(R, S, tile=int(rng.choice([2, 5, 4096])),
+                              threads=int(rng.integers(1, 5)))
 
 
 def test_pbo_duplicates_of_the_winner_take_the_average_rank():
@@ -285,6 +287,33 @@ def test_pbo_duplicates_of_the_winner_take_the_average_rank():
     assert res.pbo == 0.0
 
 
+@pytest.mark.parametrize("uneven", [False, True])
+def test_pbo_is_the_same_for_any_thread_count(uneven):
+    """Threads split the configurations into ranges; ties between ranges (a copy of the
+    winner in every range, runs that never trade) still go to the lowest index, and the
+    result is identical, not just close, for any thread count."""
+    rng = np.random.default_rng(31)
+    N, S = 400, 8
+    R = rng.normal(rng.normal(0.0, 0.003, (N, 1)), 0.01, (N, 240))
+    if uneven:
+        R[rng.random(R.shape) < 0.05] = np.nan
+    R[[10, 110, 210, 390]] = R[10] + 0.05      # the best, once in each of 4 ranges
+    R[[50, 150, 250, 350]] = 0.0
+    stats = block_stats(R, S)
+    one = pbo_from_block_stats(*stats, tile=16, threads=1)
+    assert (one.best_is == 10).all()
+    for threads in (2, 3, 4, 7, 64):
+        res = pbo_from_block_stats(*stats, tile=16, threads=threads)
+        for field in ("logits", "omega", "best_is", "is_sharpe", "oos_sharpe", "in_sample"):
+            np.testing.assert_array_equal(getattr(res, field), getattr(one, field), field)
+        assert res.pbo == one.pbo
+
+
+def test_pbo_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        pbo_from_block_stats(*block_stats(np.ones((3, 40)), 4), threads=0)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_pbo_with_uneven_counts_matches_brute_force(seed):
     """NaN returns (a run without a bar) give per-configuration counts: the general path."""
@@ -293,7 +322,7 @@ def test_pbo_with_uneven_counts_matches_brute_force(seed):
     R = rng.normal(rng.normal(0.0, 0.002, (N, 1)), 0.01, (N, T))
     R[rng.random((N, T)) < 0.1] = np.nan
     R[3, :40] = np.nan                 # a run starting late: its first block is empty
-    check_against_brute_force(R, S, tile=int(rng.choice([4, 4096])))
+    check_against_brute_force(R, S, tile=int(rng.choice([4, 4096])), threads=1 + seed)
 
 
 def test_pbo_mid_size_matches_matrix_computation():
