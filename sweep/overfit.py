@@ -521,7 +521,7 @@ def _cscv(Sb: np.ndarray, Qb: np.ndarray, Cb: np.ndarray, first: np.ndarray,
     with ThreadPoolExecutor(n) if n > 1 else contextlib.nullcontext() as pool:
         run = pool.map if pool is not None else map
         parts = list(run(lambda r: _cscv_best(*common, *r), ranges))
-        best_a, best_b, key_a, key_b, oos_a, oos_b = (x.copy() for x in parts[0])
+        best_a, best_b, key_a, key_b, oos_a, oos_b = parts[0]  # fresh arrays: merge in place
         for pa, pb, ka, kb, oa, ob in parts[1:]:
             take = ka > key_a
             best_a[take], key_a[take], oos_a[take] = pa[take], ka[take], oa[take]
