@@ -44,9 +44,10 @@ def _series(res: Any) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------ metrics
 @SETTINGS
 @given(case_specs())
-def test_metrics_as_the_bars_go_equal_the_pure_functions(spec: CaseSpec) -> None:
-    """The engine accumulates the metrics during the bar loop (no per-bar series in a
-    sweep); they must be exactly metrics_vector of the recorded series, to the bit."""
+def test_engine_metrics_equal_the_pure_functions(spec: CaseSpec) -> None:
+    """The engine reduces its reused per-bar buffers to the metrics inside the kernel (no
+    per-bar series leaves it in a sweep); they must be exactly metrics_vector of the
+    recorded series, to the bit."""
     panel, weights, cfg = build_case(spec)
     res = run(panel, weights, cfg)
     # The run's totals are the sums of the per-bar series in bar order (cumsum is
@@ -62,6 +63,32 @@ def test_metrics_as_the_bars_go_equal_the_pure_functions(spec: CaseSpec) -> None
     keep = [k for k, m in enumerate(METRIC_NAMES) if m not in ("win_rate", "profit_factor")]
     got = np.array([res.metrics[m] for m in METRIC_NAMES])
     np.testing.assert_array_equal(got[keep], expected[keep])
+
+
+def test_a_ruined_run_gives_nan_metrics_not_an_error() -> None:
+    """A 1x short whose price doubles ends at equity exactly 0; the next returns are 0 / 0.
+    The kernels use IEEE arithmetic (error_model="numpy"): the metrics that divide by the
+    equity are NaN, the others hold, and nothing raises (a ZeroDivisionError would stop the
+    whole grid the run is in)."""
+    ts = np.datetime64("2024-01-01", "ns") + np.arange(5).astype("timedelta64[D]")
+    close = np.array([[10.0], [10.0], [20.0], [20.0], [20.0]])
+    panel = Panel.from_arrays(ts, ["A"], close=close)
+    w = np.array([[-1.0], [np.nan], [np.nan], [np.nan], [np.nan]])
+    cfg = EngineConfig(init_cash=1000.0, fill="close", allow_short=True)
+    res = run_backtest(panel, w, cfg)
+    np.testing.assert_array_equal(res.equity, [1000.0, 1000.0, 0.0, 0.0, 0.0])
+    m = res.metrics
+    assert m["total_return"] == -1.0 and m["max_drawdown"] == 1.0 and m["cagr"] == -1.0
+    assert m["final_equity"] == 0.0 and m["max_drawdown_duration"] == 3
+    for name in ("volatility", "sharpe", "sortino", "skew", "kurtosis"):
+        assert np.isnan(m[name]), name
+    expected = metrics_vector(res.equity, res.exposure, 1000.0, periods_per_year(ts),
+                              0.0, float(np.sum(res.turnover)), m["n_trades"],
+                              0.0, 0.0, 0.0, 0.0)
+    keep = [k for k, name in enumerate(METRIC_NAMES) if name not in ("win_rate",
+                                                                     "profit_factor")]
+    np.testing.assert_array_equal(np.array([m[n] for n in METRIC_NAMES])[keep],
+                                  expected[keep])
 
 
 # ------------------------------------------------------------------ accounting identities

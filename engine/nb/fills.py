@@ -12,12 +12,12 @@ from engine.nb.layout import CASH, CASH_RTOL, N_DROPPED
 from engine.nb.trades import apply_fill
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _close_enough(a, b):
     return abs(a - b) <= max(CASH_RTOL * max(abs(a), abs(b)), 1e-12)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     """Fill signed ``qty`` of asset n at raw ``price`` under the config's costs.
 
@@ -64,7 +64,7 @@ def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     return qty, closed_trade
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def sort_by_value(idx, values, n):
     """Stable insertion sort of ``idx[:n]`` by ``values[:n]`` ascending (sells first)."""
     for i in range(1, n):

@@ -4,8 +4,6 @@ Definitions are in docs/engine.md. Every function is a Numba kernel that is also
 from Python, e.g. ``sharpe(returns, 252.0)``.
 """
 
-from collections import namedtuple
-
 import numpy as np
 from numba import njit
 
@@ -17,7 +15,7 @@ METRIC_NAMES = (
 N_METRICS = len(METRIC_NAMES)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def simple_returns(equity, init_cash):
     """Per-bar returns; the first is relative to the initial cash."""
     r = np.empty(equity.shape[0])
@@ -28,7 +26,7 @@ def simple_returns(equity, init_cash):
     return r
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _moments(r):
     """Mean and central moments 2..4 (population)."""
     n = r.shape[0]
@@ -43,7 +41,7 @@ def _moments(r):
     return mean, m2 / n, m3 / n, m4 / n
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def volatility(r, periods_per_year):
     n = r.shape[0]
     if n < 2:
@@ -52,7 +50,7 @@ def volatility(r, periods_per_year):
     return np.sqrt(m2 * n / (n - 1)) * np.sqrt(periods_per_year)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def sharpe(r, periods_per_year):
     n = r.shape[0]
     if n < 2:
@@ -64,7 +62,7 @@ def sharpe(r, periods_per_year):
     return mean / sd * np.sqrt(periods_per_year)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def sortino(r, periods_per_year):
     n = r.shape[0]
     if n == 0:
@@ -79,7 +77,7 @@ def sortino(r, periods_per_year):
     return r.sum() / n / dd * np.sqrt(periods_per_year)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def skew(r):
     if r.shape[0] < 2:
         return np.nan
@@ -89,7 +87,7 @@ def skew(r):
     return m3 / m2**1.5
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def kurtosis(r):
     """Raw (Pearson) kurtosis: 3 for a normal distribution."""
     if r.shape[0] < 2:
@@ -100,7 +98,7 @@ def kurtosis(r):
     return m4 / (m2 * m2)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def max_drawdown(equity, init_cash):
     """Largest fall from a running peak (which starts at the initial cash), as a fraction."""
     peak = init_cash
@@ -114,7 +112,7 @@ def max_drawdown(equity, init_cash):
     return worst
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def max_drawdown_duration(equity, init_cash):
     """Longest run of consecutive bars below the running peak."""
     peak = init_cash
@@ -131,7 +129,7 @@ def max_drawdown_duration(equity, init_cash):
     return longest
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def cagr(equity, init_cash, periods_per_year):
     n = equity.shape[0]
     if n == 0:
@@ -139,7 +137,7 @@ def cagr(equity, init_cash, periods_per_year):
     return _cagr(equity[n - 1], init_cash, periods_per_year, n)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _cagr(final, init_cash, periods_per_year, n):
     growth = final / init_cash
     if growth <= 0.0:
@@ -147,95 +145,124 @@ def _cagr(final, init_cash, periods_per_year, n):
     return growth ** (periods_per_year / n) - 1.0
 
 
-# What the metrics need from the bars seen so far. The simulation updates it bar by bar as
-# it goes (no per-bar series to write and read back), and metrics_vector over an equity
-# array does the same, so the two agree to the bit: one definition.
-Running = namedtuple("Running", [
-    "prev",        # last equity (the initial cash before the first bar)
-    "ret",         # last bar's return
-    "total",       # sum of returns
-    "down",        # sum of squared negative returns
-    "peak",        # running peak of equity
-    "worst",       # deepest drawdown so far (fraction)
-    "run",         # bars since the last peak
-    "longest",     # longest such run
-    "equity_sum",
-    "share",       # sum of gross exposure / equity
-])
+@njit(nogil=True, cache=True, error_model="numpy")
+def _per_bar(equity, exposure, init_cash, returns, shares):
+    """Each bar's return and exposure share (gross / equity; 0 without exposure or
+    equity): element-wise, so the two divisions a bar run as vector instructions."""
+    n = equity.shape[0]
+    returns[0] = equity[0] / init_cash - 1.0
+    for t in range(1, n):
+        returns[t] = equity[t] / equity[t - 1] - 1.0
+    for t in range(n):
+        x = equity[t]
+        g = exposure[t]
+        shares[t] = g / x if g != 0.0 and x > 0.0 else 0.0
 
 
-@njit(nogil=True, cache=True, inline="always")
-def running_start(init_cash):
-    """Running totals before the first bar."""
-    return Running(init_cash, 0.0, 0.0, 0.0, init_cash, 0.0, 0, 0, 0.0, 0.0)
+@njit(nogil=True, cache=True, error_model="numpy")
+def _totals(equity, returns, shares):
+    """Sums of returns, of squared negative returns, of equity and of exposure shares."""
+    total = down = equity_sum = share = 0.0
+    for t in range(equity.shape[0]):
+        r = returns[t]
+        total += r
+        down += r * r if r < 0.0 else 0.0
+        equity_sum += equity[t]
+        share += shares[t]
+    return total, down, equity_sum, share
 
 
-@njit(nogil=True, cache=True, inline="always")
-def running_bar(a, x, g):
-    """Running totals after a bar with equity ``x`` and gross exposure ``g``; the bar's
-    return is ``ret`` (the caller keeps the returns: the moments need a second pass).
-    Inlined into the bar loops, with scalars only: the totals stay in registers, and no
-    array argument costs reference counting on every bar."""
-    rt = x / a.prev - 1.0
-    peak = a.peak
-    worst = a.worst
-    run = a.run
-    longest = a.longest
-    if x >= peak:
-        peak = x
-        run = 0
-    else:
-        run += 1
-        if run > longest:
-            longest = run
-        if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
-            worst = 1.0 - x / peak
-    return Running(x, rt, a.total + rt, a.down + rt * rt if rt < 0.0 else a.down, peak,
-                   worst, run, longest, a.equity_sum + x,
-                   a.share + g / x if g != 0.0 and x > 0.0 else a.share)
+@njit(nogil=True, cache=True, error_model="numpy")
+def _drawdown(equity, init_cash):
+    """Deepest fall from the running peak (a fraction) and the longest run of bars
+    below it; the peak starts at the initial cash."""
+    peak = init_cash
+    worst = 0.0
+    run = 0
+    longest = 0
+    for x in equity:
+        if x >= peak:
+            peak = x
+            run = 0
+        else:
+            run += 1
+            longest = max(longest, run)
+            if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
+                worst = 1.0 - x / peak
+    return worst, longest
 
 
-@njit(nogil=True, cache=True)
-def running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees, notional,
-                    n_opened, n_closed, n_wins, gross_profit, gross_loss):
-    """All METRIC_NAMES, in order, from the running totals after the last of ``n`` bars
-    and the bars' ``returns``; ``fees`` and ``notional`` are the run's totals.
+@njit(nogil=True, cache=True, error_model="numpy")
+def _central_moments(returns, mean, lo, hi, m2, m3, m4):
+    """``m2``..``m4`` plus the sums of the 2nd to 4th powers of ``returns[lo:hi] - mean``,
+    and the sums of those returns and their squares (the PBO block statistics). The
+    moments carry on from the caller's totals, so they are added in bar order whatever
+    the blocks: a run's metrics are the same bits with or without blocks."""
+    s1 = s2 = 0.0
+    for t in range(lo, hi):
+        r = returns[t]
+        d = r - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        s1 += r
+        s2 += r * r
+    return m2, m3, m4, s1, s2
 
-    Also adds to ``blocks`` (S, 3) each of S consecutive blocks' (sum, sum of squares,
-    count) of returns, in the same pass as the moments: bar t belongs to block b with
-    ``b * n // S <= t < (b + 1) * n // S`` (what PBO needs). S = 0: no blocks."""
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
+                   n_closed, n_wins, gross_profit, gross_loss):
+    """All METRIC_NAMES, in order, for one run: ``equity`` and gross ``exposure`` per bar,
+    ``fees`` and traded ``notional`` in total, and the trade counts.
+
+    The same definitions as the functions above, fused into a few passes over the bars
+    (per-bar returns, totals, drawdown, central moments); the simulation calls
+    :func:`metrics_with_blocks` on its own equity and exposure, so both give the same
+    bits. With ``error_model="numpy"`` a zero equity yields inf/nan metrics rather than
+    an exception.
+    """
+    return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
+                               notional, n_opened, n_closed, n_wins, gross_profit,
+                               gross_loss, np.empty((0, 3)))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, notional,
+                        n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks):
+    """:func:`metrics_vector`, also adding to ``blocks`` (S, 3) each of S consecutive
+    blocks' (sum, sum of squares, count) of returns; block b covers bars
+    ``b*n//S .. (b+1)*n//S``, so the overfitting statistics can rebuild per-block Sharpe
+    ratios without keeping the returns."""
+    n = equity.shape[0]
     out = np.full(N_METRICS, np.nan)
     out[17] = n
     out[8] = n_opened
     out[13] = fees
     if n == 0:
         return out
-    mean = a.total / n
+    returns = np.empty(n)
+    shares = np.empty(n)
+    _per_bar(equity, exposure, init_cash, returns, shares)
+    total, down, equity_sum, share = _totals(equity, returns, shares)
+    worst, longest = _drawdown(equity, init_cash)
+    mean = total / n
     m2 = m3 = m4 = 0.0
     S = blocks.shape[0]
     n_parts = max(S, 1)
     for b in range(n_parts):
-        # A block's sums are kept in registers and stored once: added into blocks[b] on
-        # every bar, each bar would wait for the previous bar's store.
-        s1 = s2 = 0.0
-        for t in range(b * n // n_parts, (b + 1) * n // n_parts):
-            rt = returns[t]
-            s1 += rt
-            s2 += rt * rt
-            d = rt - mean
-            d2 = d * d
-            m2 += d2
-            m3 += d2 * d
-            m4 += d2 * d2
+        lo = b * n // n_parts
+        hi = (b + 1) * n // n_parts
+        m2, m3, m4, s1, s2 = _central_moments(returns, mean, lo, hi, m2, m3, m4)
         if S > 0:
             blocks[b, 0] += s1
             blocks[b, 1] += s2
-            blocks[b, 2] += (b + 1) * n // S - b * n // S
+            blocks[b, 2] += hi - lo
     m2 /= n
     m3 /= n
     m4 /= n
-    final = a.prev
-    worst = a.worst
+    final = equity[n - 1]
     root_p = np.sqrt(periods_per_year)
     out[0] = final / init_cash - 1.0
     out[1] = _cagr(final, init_cash, periods_per_year, n)
@@ -244,10 +271,10 @@ def running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees, no
         out[2] = sd * root_p
         if sd > 0.0:
             out[3] = mean / sd * root_p
-    if a.down > 0.0:
-        out[4] = mean / np.sqrt(a.down / n) * root_p
+    if down > 0.0:
+        out[4] = mean / np.sqrt(down / n) * root_p
     out[5] = worst
-    out[6] = a.longest
+    out[6] = longest
     out[7] = out[1] / worst if worst > 0.0 else np.nan
     if n_closed > 0:
         out[9] = n_wins / n_closed
@@ -255,41 +282,12 @@ def running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees, no
             out[10] = gross_profit / gross_loss
         elif gross_profit > 0.0:
             out[10] = np.inf
-    mean_equity = a.equity_sum / n
+    mean_equity = equity_sum / n
     years = n / periods_per_year
     out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
-    out[12] = a.share / n
+    out[12] = share / n
     out[14] = final
     if n >= 2 and m2 > 0.0:
         out[15] = m3 / m2**1.5
         out[16] = m4 / (m2 * m2)
     return out
-
-
-@njit(nogil=True, cache=True)
-def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
-                   n_closed, n_wins, gross_profit, gross_loss):
-    """All METRIC_NAMES, in order, for one run: ``equity`` and gross ``exposure`` per bar,
-    ``fees`` and traded ``notional`` in total, and the trade counts.
-
-    The same definitions as the functions above, fused into two passes over the bars;
-    the simulation computes exactly these values as it goes.
-    """
-    return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
-                               notional, n_opened, n_closed, n_wins, gross_profit,
-                               gross_loss, np.empty((0, 3)))
-
-
-@njit(nogil=True, cache=True)
-def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, notional,
-                        n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks):
-    """:func:`metrics_vector`, also adding to ``blocks`` (S, 3) each of S consecutive
-    blocks' (sum, sum of squares, count) of returns (see :func:`running_metrics`)."""
-    n = equity.shape[0]
-    returns = np.empty(n)
-    a = running_start(init_cash)
-    for t in range(n):
-        a = running_bar(a, equity[t], exposure[t])
-        returns[t] = a.ret
-    return running_metrics(a, n, returns, blocks, init_cash, periods_per_year, fees,
-                           notional, n_opened, n_closed, n_wins, gross_profit, gross_loss)

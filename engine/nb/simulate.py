@@ -32,12 +32,12 @@ from engine.nb.layout import (
     TR_ENTRY_BAR,
     TRADE_DTYPE,
 )
-from engine.nb.metrics import N_METRICS, running_bar, running_metrics, running_start
+from engine.nb.metrics import N_METRICS, metrics_with_blocks
 from engine.nb.stops import average_true_range, check_stop, update_trailing
 from engine.nb.trades import describe_open_trade, log_trade
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def last_valid_bars(close):
     """Per asset, the index of its last bar with a close (-1 if none)."""
     T, N = close.shape
@@ -50,7 +50,7 @@ def last_valid_bars(close):
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _new_book(n_assets):
     book = np.zeros((BOOK_FIELDS, n_assets))
     book[MARK] = np.nan
@@ -59,7 +59,7 @@ def _new_book(n_assets):
     return book
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _delisting_bars(last_bar, n_bars):
     """Per bar: does some asset's data end here (before the panel's last bar)?"""
     out = np.zeros(n_bars, dtype=np.bool_)
@@ -69,16 +69,34 @@ def _delisting_bars(last_bar, n_bars):
     return out
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _instructed(weights, t):
     """Does row ``weights[t]`` hold an instruction (a finite weight)?"""
+    if weights.shape[1] == 1:  # the loop below costs ~10x for one asset (its set-up)
+        return not np.isnan(weights[t, 0])
     for n in range(weights.shape[1]):  # noqa: SIM110 (a generator here is not compiled as well)
         if not np.isnan(weights[t, n]):
             return True
     return False
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _span_end(weights, delisting, t):
+    """The first bar after t with an instruction or a delisting (T if none)."""
+    T, N = weights.shape
+    u = t + 1
+    if N == 1:  # a plain scan (see _instructed)
+        while u < T and not delisting[u] and np.isnan(weights[u, 0]):
+            u += 1
+        return u
+    while u < T and not delisting[u]:
+        if _instructed(weights, u):
+            break
+        u += 1
+    return u
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _mark(book, close, t):
     """Mark held positions to this bar's closes (assets without a bar keep their last)."""
     for n in range(book.shape[1]):
@@ -88,7 +106,7 @@ def _mark(book, close, t):
                 book[MARK, n] = c
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _equity(book, cash):
     eq = cash
     for n in range(book.shape[1]):
@@ -98,7 +116,7 @@ def _equity(book, cash):
     return eq
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
@@ -172,15 +190,16 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
              periods_per_year, blocks):
     """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
 
     Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct,
-    metrics)``. The metrics (METRIC_NAMES) are computed as the bars go, with
-    ``blocks`` (S, 3) receiving the per-block return stats (S = 0: none).
-    ``record``: 0 = metrics only (the five per-bar series are empty); 1 = also the series,
+    metrics)``. The metrics (METRIC_NAMES) are ``metrics_with_blocks`` of the run's
+    equity and exposure series, with ``blocks`` (S, 3) receiving the per-block return
+    stats (S = 0: none). ``record``: 0 = metrics only (cash, fees and notional are empty);
+    1 = also those series,
     and trades written to ``log`` (TRADE_DTYPE records) while it has room (``n_trades``
     counts them all, so a short log can be retried); 2 = also the (T, N) positions.
     """
@@ -189,14 +208,14 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     acct = np.zeros(ACCT_FIELDS)
     acct[CASH] = cfg.init_cash
     n_series = T if record else 0
-    equity = np.empty(n_series)
+    # Equity and gross exposure of every bar are what the metrics are computed from, after
+    # the loop (one pass of vector instructions); the other series only when recording.
+    equity = np.empty(T)
+    exposure = np.empty(T)
     cash = np.empty(n_series)
-    exposure = np.empty(n_series)
     fees = np.empty(n_series)
     notional = np.empty(n_series)
     positions = np.zeros((T if record == 2 else 0, N))
-    returns = np.empty(T)
-    run = running_start(cfg.init_cash)
     fees_total = 0.0
     notional_total = 0.0
     n_log = 0
@@ -225,41 +244,54 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
             fill_close and delisting[t])
         busy = pending > 0 or has_stops or delisting[t] or decide
         if not busy:
+            u_end = _span_end(weights, delisting, t)
             h = 0
             for n in range(N):
                 if book[POS, n] != 0.0:
                     held[h] = n
                     h += 1
             cash_t = acct[CASH]
-            u = t
-            while True:
-                eq = cash_t
-                gross = 0.0
-                for j in range(h):
-                    n = held[j]
-                    m = close[u, n]
-                    if np.isnan(m):
-                        m = book[MARK, n]
-                    else:
-                        book[MARK, n] = m
-                    v = book[POS, n] * m
-                    eq += v
-                    gross += abs(v)
-                run = running_bar(run, eq, gross)
-                returns[u] = run.ret
-                if record:
+            if h == 0:
+                equity[t:u_end] = cash_t
+                exposure[t:u_end] = 0.0
+            elif h == 1:
+                # One asset held (every single-asset strategy): its mark in a register.
+                n = held[0]
+                q = book[POS, n]
+                m = book[MARK, n]
+                for u in range(t, u_end):
+                    c = close[u, n]
+                    if not np.isnan(c):
+                        m = c
+                    v = q * m
+                    equity[u] = cash_t + v
+                    exposure[u] = abs(v)
+                book[MARK, n] = m
+            else:
+                for u in range(t, u_end):
+                    eq = cash_t
+                    gross = 0.0
+                    for j in range(h):
+                        n = held[j]
+                        m = close[u, n]
+                        if np.isnan(m):
+                            m = book[MARK, n]
+                        else:
+                            book[MARK, n] = m
+                        v = book[POS, n] * m
+                        eq += v
+                        gross += abs(v)
                     equity[u] = eq
-                    cash[u] = cash_t
                     exposure[u] = gross
-                    fees[u] = 0.0
-                    notional[u] = 0.0
-                if record == 2:
+            if record:
+                cash[t:u_end] = cash_t
+                fees[t:u_end] = 0.0
+                notional[t:u_end] = 0.0
+            if record == 2:
+                for u in range(t, u_end):
                     for n in range(N):
                         positions[u, n] = book[POS, n]
-                u += 1
-                if u == T or delisting[u] or _instructed(weights, u):
-                    break
-            t = u
+            t = u_end
             continue
         acct[BAR_FEES] = 0.0
         acct[BAR_NOTIONAL] = 0.0
@@ -350,15 +382,13 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                 book[TR_ENTRY_BAR, n] < t or (next_open and book[TR_ENTRY_BAR, n] == t)
             ):
                 update_trailing(book, n, high[t, n], low[t, n])
-        run = running_bar(run, eq, gross)
-        returns[t] = run.ret
+        equity[t] = eq
+        exposure[t] = gross
         # Totals in bar order: the sums of the per-bar series, to the bit.
         fees_total += acct[BAR_FEES]
         notional_total += acct[BAR_NOTIONAL]
         if record:
-            equity[t] = eq
             cash[t] = acct[CASH]
-            exposure[t] = gross
             fees[t] = acct[BAR_FEES]
             notional[t] = acct[BAR_NOTIONAL]
         t += 1
@@ -368,13 +398,13 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
             if book[POS, n] != 0.0:
                 describe_open_trade(book, acct, n, closed)
                 n_log = log_trade(log, n_log, closed)
-    metrics = running_metrics(run, T, returns, blocks, cfg.init_cash, periods_per_year,
-                              fees_total, notional_total, acct[N_OPENED], acct[N_CLOSED],
-                              acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS])
+    metrics = metrics_with_blocks(equity, exposure, cfg.init_cash, periods_per_year,
+                                  fees_total, notional_total, acct[N_OPENED], acct[N_CLOSED],
+                                  acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks)
     return equity, cash, exposure, fees, notional, positions, n_log, acct, metrics
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per_year):
     """Metrics (R, N_METRICS) of R runs: ``weights`` is (R, T, N) or (1, T, N) shared."""
     R = cfgs.shape[0]

@@ -16,7 +16,7 @@ from engine.nb.layout import (
 )
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def average_true_range(high, low, close, window):
     """(T, N) simple mean of the last ``window`` true ranges; NaN until there are enough.
 
@@ -51,7 +51,7 @@ def average_true_range(high, low, close, window):
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def check_stop(book, n, cfg, o, h, lo):
     """The stop that fires for asset n's position on a bar with open/high/low ``o, h, lo``.
 
@@ -91,7 +91,7 @@ def check_stop(book, n, cfg, o, h, lo):
     return SIGNAL, np.nan
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def update_trailing(book, n, h, lo):
     """Move the trailing reference with a finished bar's high (long) or low (short)."""
     if book[TR_DIR, n] > 0:

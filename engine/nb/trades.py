@@ -29,7 +29,7 @@ from engine.nb.layout import (
 )
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _open_trade(book, acct, n, qty, price, fee, bar, atr_k, atr_value):
     """Start a trade of asset n with signed ``qty`` filled at ``price``."""
     d = 1.0 if qty > 0 else -1.0
@@ -46,7 +46,7 @@ def _open_trade(book, acct, n, qty, price, fee, bar, atr_k, atr_value):
     acct[N_OPENED] += 1.0
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def apply_fill(book, acct, n, qty, price, fee, bar, reason, atr_k, atr_value, closed):
     """Apply a filled signed ``qty`` of asset n at fill ``price`` with ``fee``.
 
@@ -89,7 +89,7 @@ def apply_fill(book, acct, n, qty, price, fee, bar, reason, atr_k, atr_value, cl
     return True
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _finish_trade(book, acct, n, bar, reason, exit_price, pnl, closed):
     t = closed[0]
     t.asset = n
@@ -112,14 +112,14 @@ def _finish_trade(book, acct, n, bar, reason, exit_price, pnl, closed):
             acct[GROSS_LOSS] -= pnl
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def describe_open_trade(book, acct, n, closed):
     """Write asset n's still-open trade, marked at its last close, to ``closed[0]``."""
     _finish_trade(book, acct, n, -1, OPEN, book[MARK, n],
                   book[TR_CASH, n] + book[POS, n] * book[MARK, n], closed)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def log_trade(log, n_logged, closed):
     """Store ``closed[0]`` as trade number ``n_logged`` if the log has room; returns the new
     count. The log never grows here: reassigning an array inside the bar loop costs Numba
