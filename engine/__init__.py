@@ -11,6 +11,10 @@ Example:
     5.0
 """
 
+from engine.kernel_cache import drop_stale_caches
+
+drop_stale_caches()  # before any kernel module is imported: see engine/kernel_cache.py
+
 from engine.backtest import BacktestResult, run_backtest, run_batch
 from engine.config import EngineConfig
 from engine.metrics import METRIC_NAMES
