@@ -8,12 +8,38 @@ Example:
     2
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sweep.evaluate import evaluate
 from sweep.grid import Grid, GridError
-from sweep.runner import SweepSummary, run_sweep
 from sweep.spec import SpecError, SweepSpec
-from sweep.store import load_results
-from sweep.walkforward import WalkForwardResult, walk_forward
+
+if TYPE_CHECKING:
+    from sweep.runner import SweepSummary, run_sweep
+    from sweep.store import load_results
+    from sweep.walkforward import WalkForwardResult, walk_forward
+
+# Imported on first use: the distributed runner and the Parquet store bring in Dask and
+# pyarrow (~60 MB and ~0.3 s), which an in-process `sweep.evaluate` never needs.
+_LAZY = {
+    "SweepSummary": "sweep.runner",
+    "run_sweep": "sweep.runner",
+    "load_results": "sweep.store",
+    "WalkForwardResult": "sweep.walkforward",
+    "walk_forward": "sweep.walkforward",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sweep' has no attribute {name!r}")
+
 
 __all__ = [
     "Grid",

@@ -81,17 +81,21 @@ def _instructed(weights, t):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _span_end(weights, delisting, t):
-    """The first bar after t with an instruction or a delisting (T if none)."""
-    T, N = weights.shape
+def _span_end(weights, t, limit):
+    """The first bar after t with an instruction, or ``limit`` (the next delisting bar,
+    or T) if none comes before it."""
     u = t + 1
-    if N == 1:  # a plain scan (see _instructed)
-        while u < T and not delisting[u] and np.isnan(weights[u, 0]):
+    if weights.shape[1] == 1:
+        # Four bars a test, with & (no short-circuit): one branch for four bars of the
+        # long quiet spans, then bar by bar to the instruction.
+        while u + 4 <= limit and (np.isnan(weights[u, 0]) & np.isnan(weights[u + 1, 0])
+                                  & np.isnan(weights[u + 2, 0])
+                                  & np.isnan(weights[u + 3, 0])):
+            u += 4
+        while u < limit and np.isnan(weights[u, 0]):
             u += 1
         return u
-    while u < T and not delisting[u]:
-        if _instructed(weights, u):
-            break
+    while u < limit and not _instructed(weights, u):
         u += 1
     return u
 
@@ -229,6 +233,8 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                  or not np.isnan(cfg.take_profit))
     next_open = not cfg.fill_close
     delisting = _delisting_bars(last_bar, T)
+    delist_at = np.sort(last_bar[(last_bar >= 0) & (last_bar < T - 1)])  # for the spans
+    n_delist = 0  # delist_at[:n_delist] are behind the current bar
     held = np.empty(N, dtype=np.int64)
     pending = 0
 
@@ -244,7 +250,10 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
             fill_close and delisting[t])
         busy = pending > 0 or has_stops or delisting[t] or decide
         if not busy:
-            u_end = _span_end(weights, delisting, t)
+            while n_delist < delist_at.shape[0] and delist_at[n_delist] <= t:
+                n_delist += 1
+            limit = delist_at[n_delist] if n_delist < delist_at.shape[0] else T
+            u_end = _span_end(weights, t, limit)
             h = 0
             for n in range(N):
                 if book[POS, n] != 0.0:
