@@ -69,6 +69,21 @@ def _delisting_bars(last_bar, n_bars):
     return out
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def _delisting_order(last_bar, n_bars):
+    """The bars where some asset's data ends (before the panel's last bar), ascending:
+    where the quiet spans must stop. A loop, not masks: this runs once a backtest."""
+    out = np.empty(last_bar.shape[0], dtype=np.int64)
+    k = 0
+    for n in range(last_bar.shape[0]):
+        if 0 <= last_bar[n] < n_bars - 1:
+            out[k] = last_bar[n]
+            k += 1
+    out = out[:k]
+    out.sort()
+    return out
+
+
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _instructed(weights, t):
     """Does row ``weights[t]`` hold an instruction (a finite weight)?"""
@@ -233,7 +248,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                  or not np.isnan(cfg.take_profit))
     next_open = not cfg.fill_close
     delisting = _delisting_bars(last_bar, T)
-    delist_at = np.sort(last_bar[(last_bar >= 0) & (last_bar < T - 1)])  # for the spans
+    delist_at = _delisting_order(last_bar, T)
     n_delist = 0  # delist_at[:n_delist] are behind the current bar
     held = np.empty(N, dtype=np.int64)
     pending = 0
