@@ -5,10 +5,10 @@ for each run, the strategy's weights kernel writes (T, N) weights into one reuse
 then ``engine.nb.simulate.simulate`` runs the backtest into its per-bar equity and
 exposure buffers and reduces them to the metrics. The loops below call the same compiled
 functions in the same order, stopping after each stage, so their difference is each
-stage's share; the direct timings (one
-run's weights simulated R times; all-NaN weights, no order at all; the separate
-``metrics_vector`` pass over one run's equity curve, what a metrics pass after the
-simulation would cost) cross-check it. Nothing here is imported by the package.
+stage's share; the direct timings (one run's weights simulated R times; all-NaN
+weights, no order at all; the separate ``metrics_vector`` pass over one run's equity
+curve, what the simulation's own metrics passes cost) cross-check it. Nothing here is
+imported by the package.
 """
 
 from __future__ import annotations
