@@ -218,9 +218,9 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     metrics)``. The metrics (METRIC_NAMES) are ``metrics_with_blocks`` of the run's
     equity and exposure series, with ``blocks`` (S, 3) receiving the per-block return
     stats (S = 0: none). ``record``: 0 = metrics only (cash, fees and notional are empty);
-    1 = also those series,
-    and trades written to ``log`` (TRADE_DTYPE records) while it has room (``n_trades``
-    counts them all, so a short log can be retried); 2 = also the (T, N) positions.
+    1 = also those series, and trades written to ``log`` (TRADE_DTYPE records) while it
+    has room (``n_trades`` counts them all, so a short log can be retried); 2 = also the
+    (T, N) positions.
     """
     T, N = close.shape
     book = _new_book(N)
@@ -228,7 +228,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     acct[CASH] = cfg.init_cash
     n_series = T if record else 0
     # Equity and gross exposure of every bar are what the metrics are computed from, after
-    # the loop (one pass of vector instructions); the other series only when recording.
+    # the loop (metrics_with_blocks); the other series only when recording.
     equity = np.empty(T)
     exposure = np.empty(T)
     cash = np.empty(n_series)
