@@ -45,8 +45,8 @@ def _series(res: Any) -> dict[str, np.ndarray]:
 @SETTINGS
 @given(case_specs())
 def test_engine_metrics_equal_the_pure_functions(spec: CaseSpec) -> None:
-    """The engine reduces its reused per-bar buffers to the metrics inside the kernel (no
-    per-bar series leaves it in a sweep); they must be exactly metrics_vector of the
+    """The engine reduces its per-bar equity and exposure to the metrics inside the kernel
+    (no per-bar series leaves it in a sweep); they must be exactly metrics_vector of the
     recorded series, to the bit."""
     panel, weights, cfg = build_case(spec)
     res = run(panel, weights, cfg)
