@@ -47,8 +47,19 @@ def weights_kernel(func: Callable[..., None]) -> Any:
         ... def hold_first(data, row, out):
         ...     out[:] = np.nan
         ...     out[0, 0] = row[0]
+        >>> out = np.empty((3, 2))
+        >>> hold_first(np.zeros((1, 3, 2)), np.array([0.5]), out)
+        >>> out[0].tolist()
+        [0.5, nan]
     """
-    return njit(WEIGHTS_SIGNATURE, nogil=True, cache=True)(func)
+    try:
+        return njit(WEIGHTS_SIGNATURE, nogil=True, cache=True)(func)
+    except RuntimeError as exc:
+        # Code without a source file (a REPL, exec, a doctest) has nowhere to keep Numba's
+        # cache; such a kernel is compiled again in each process. Jupyter cells do have one.
+        if "no locator available" not in str(exc):
+            raise
+        return njit(WEIGHTS_SIGNATURE, nogil=True)(func)
 
 
 @dataclass(frozen=True)

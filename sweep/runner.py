@@ -226,7 +226,7 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             echo(f"dashboard: {c.dashboard_link}")
         # Same package versions everywhere, single-threaded warmed-up Numba, and the
         # spec's user modules importable on every worker (also on ones joining later).
-        cluster.prepare(c, modules=resolved.spec.modules)
+        cluster.prepare(c, modules=resolved.spec.modules, strategies=[resolved.strategy.name])
         plugin = SweepContextPlugin(key, resolved)
         c.register_plugin(plugin, name=plugin.name)
         slots = max_in_flight or max(4, 3 * sum(c.nthreads().values()))

@@ -56,7 +56,6 @@ class ResultStore:
 
     Example:
         >>> import tempfile
-import time
         >>> store = ResultStore(Path(tempfile.mkdtemp()) / "demo")
         >>> store.read_meta() is None
         True
