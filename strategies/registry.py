@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
@@ -42,8 +43,10 @@ def get(name: str | Strategy) -> Strategy:
     try:
         return _REGISTRY[name]
     except KeyError:
+        close = difflib.get_close_matches(str(name), names(), n=1)
         raise StrategyError(
             f"unknown strategy {name!r}; known strategies: {', '.join(names())}"
+            + (f"; did you mean {close[0]!r}?" if close else "")
         ) from None
 
 

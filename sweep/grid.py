@@ -7,6 +7,7 @@ million-run grid is materialised on its own.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,10 +134,12 @@ class Grid:
                     except (ValueError, TypeError) as exc:
                         raise GridError(f"grid axis {name!r}: {exc}") from None
             else:
+                close = difflib.get_close_matches(name, [*strategy.params, *ENGINE_AXES], n=1)
                 raise GridError(
                     f"grid axis {name!r} is neither a parameter of strategy "
                     f"{strategy.name!r} ({', '.join(strategy.params)}) nor an engine field "
                     f"({', '.join(ENGINE_AXES)})"
+                    + (f"; did you mean {close[0]!r}?" if close else "")
                 )
             if len(set(map(repr, values))) != len(values):
                 raise GridError(f"grid axis {name!r} repeats a value: {values}")

@@ -154,6 +154,8 @@ def test_engine_axes_are_validated_and_floats() -> None:
         ({"fats": [5]}, r"grid axis 'fats' is neither a parameter of strategy 'ma_cross' "
                         r"\(fast, slow, kind, long_short\) nor an engine field"),
         ({"fill": ["close"]}, r"grid axis 'fill' is neither"),
+        ({"slwo": [50]}, r"grid axis 'slwo' is neither .*; did you mean 'slow'\?$"),
+        ({"comission": [0.0]}, r"did you mean 'commission'\?$"),
         ({"run": [1]}, r"'run' clashes with a reserved result column"),
         ({"combo": [1]}, r"'combo' clashes with a reserved"),
         ({"fast": [0, 5]}, r"parameter 'fast': 0 is below the lower bound"),

@@ -411,6 +411,9 @@ def test_registry_names_and_get() -> None:
         strategies.get("nope")
     for n in BUILTINS:
         assert n in str(info.value)
+    assert "did you mean" not in str(info.value)  # nothing close to 'nope'
+    with pytest.raises(StrategyError, match=r"did you mean 'ma_cross'\?$"):
+        strategies.get("ma_crosss")
 
 
 def test_register_duplicates_and_replace() -> None:
