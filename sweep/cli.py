@@ -283,13 +283,39 @@ def show(results: Path, top: int, metric: str) -> None:
     best = (lf.filter(pl.col("error").is_null())
             .sort(pl.col(metric).fill_nan(None), descending=metric not in LOWER_IS_BETTER,
                   nulls_last=True)
-            .select(shown).head(top).collect())
+            .select(shown).head(top)
+            # Counts are float metrics (NaN where undefined); shown as the integers they are.
+            .with_columns(pl.col(c).fill_nan(None).cast(pl.Int64)
+                          for c in COUNT_METRICS if c in shown)
+            .collect())
     failed = lf.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
     with pl.Config(tbl_rows=top, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True):
         click.echo(best)
     if failed:
         click.echo(f"{failed} run(s) failed; see their 'error' column")
+    if meta.get("summary"):
+        click.echo(overfit_line(meta["summary"]))
+
+
+COUNT_METRICS = ("n_trades", "n_bars", "max_drawdown_duration")
+
+
+def overfit_line(summary: dict[str, Any]) -> str:
+    """sweep.json's overfitting summary, a line a window: the deflated Sharpe ratio of the
+    window's best run and the probability of backtest overfitting of its trials."""
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    lines = [f"overfitting, best run of each window by {summary.get('objective', 'sharpe')} "
+             "(DSR: probability its Sharpe ratio beats what the best of the trials would show by "
+             "luck; PBO: "
+             "probability of backtest overfitting):"]
+    lines += [f"  window {w['window']}: DSR {num(w.get('dsr'))}, PBO {num(w.get('pbo'))}"
+              f" over {w.get('n_trials', '?')} trials" + (f" ({w['pbo_note']})"
+                                                          if w.get("pbo_note") else "")
+              for w in summary.get("by_window", [])]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------- report

@@ -651,6 +651,12 @@ def test_cli_show_top_n(ma_demo: Path, ma_demo_runs: int) -> None:
     assert shown == pytest.approx(best["total_return"].to_list(), abs=1e-4)
     fasts = [int(r[names.index("fast")]) for r in rows]
     assert fasts == best["fast"].to_list()
+    trades = [r[names.index("n_trades")] for r in rows]  # counts print as integers
+    assert trades == [str(int(n)) for n in best["n_trades"].to_list()]
+    summary = read_meta(ma_demo)["summary"]["by_window"]
+    for w in summary:
+        assert (f"window {w['window']}: DSR {w['dsr']:.2f}, PBO {w['pbo']:.2f} over "
+                f"{w['n_trials']} trials") in result.stdout
     # lower-is-better metrics rank ascending
     result = run_cli("show", ma_demo, "--top", "3", "--by", "max_drawdown", **WIDE)
     assert result.returncode == 0, result.stderr
