@@ -37,10 +37,21 @@ class SweepSummary:
     chunks_skipped: int = 0
     failed_chunks: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    runs_computed: int = 0        # by this call (resumed chunks are not counted)
+    compute_seconds: float = 0.0  # first task submitted -> last result in
+    worker_threads: int = 0       # the cluster's, when the first task was submitted
 
     @property
     def ok(self) -> bool:
         return not self.n_errors and not self.failed_chunks
+
+    @property
+    def runs_per_second(self) -> float | None:
+        """The rate the cluster ran at in this call: runs computed / compute seconds
+        (start-up, planning and the overfitting summary are left out)."""
+        if not self.runs_computed or self.compute_seconds <= 0:
+            return None
+        return self.runs_computed / self.compute_seconds
 
     def describe(self) -> str:
         lines = [
@@ -49,6 +60,12 @@ class SweepSummary:
             f"({self.chunks_run} computed now, {self.chunks_skipped} already on disk) "
             f"in {self.seconds:.1f} s"
         ]
+        if self.runs_per_second is not None:
+            lines.append(
+                f"  computed {self.runs_computed:,} runs in {self.compute_seconds:.1f} s on "
+                f"{self.worker_threads} worker thread{'' if self.worker_threads == 1 else 's'}"
+                f": {self.runs_per_second:,.0f} runs/s"
+            )
         if self.n_errors:
             lines.append(f"  {self.n_errors} run(s) failed: see the 'error' column")
         for cid, why in list(self.failed_chunks.items())[:5]:
@@ -136,6 +153,9 @@ def run_sweep(
         failed_chunks={str(k): v for k, v in summary.failed_chunks.items()},
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         seconds_last_call=round(summary.seconds, 3),
+        compute_last_call={"runs": summary.runs_computed,
+                           "seconds": round(summary.compute_seconds, 3),
+                           "worker_threads": summary.worker_threads},
     )
     store.write_meta(meta)
     return summary
@@ -250,6 +270,8 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
         token.write_text(owner.token)
         stack.callback(_release_token, owner)
         target = owner if worker_writes else None
+        summary.worker_threads = sum(c.nthreads().values())
+        first_submit = time.perf_counter()
         running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
                                                                  strict=False)])
         try:
@@ -263,12 +285,15 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
                     try:
                         for window, table in enumerate(result):
                             if isinstance(table, int):  # the worker wrote it
-                                bar.update(table)
+                                runs = table
                             else:
                                 store.write_chunk(window, cid, table,
                                                   still_ours=lambda: sees_store(owner))
-                                bar.update(table.num_rows)
+                                runs = table.num_rows
+                            bar.update(runs)
+                            summary.runs_computed += runs
                         summary.chunks_run += 1
+                        summary.compute_seconds = time.perf_counter() - first_submit
                     except StoreChangedError as exc:
                         summary.failed_chunks[cid] = f"not written: {exc}"
                 fut.release()

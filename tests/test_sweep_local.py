@@ -69,6 +69,12 @@ def reference(client: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = quiet(SPEC, client, out, chunk_size=CHUNK)
     assert summary.ok, summary.describe()
     assert summary.n_runs == N_RUNS and summary.chunks_run == summary.chunks_total
+    assert summary.runs_computed == N_RUNS and summary.worker_threads == 2
+    assert 0 < summary.compute_seconds < summary.seconds
+    assert summary.runs_per_second == N_RUNS / summary.compute_seconds
+    assert f"computed {N_RUNS:,} runs in" in summary.describe()
+    assert read_meta(out / SPEC.name)["compute_last_call"] == {
+        "runs": N_RUNS, "seconds": round(summary.compute_seconds, 3), "worker_threads": 2}
     return out / SPEC.name
 
 
@@ -193,6 +199,8 @@ def test_rerun_of_a_finished_sweep_computes_nothing(reference: Path, tmp_path: P
     assert summary.chunks_skipped == summary.chunks_total == Plan(**read_meta(
         reference)["plan"]).n_chunks
     assert summary.n_runs == N_RUNS and summary.ok
+    assert summary.runs_computed == 0 and summary.runs_per_second is None
+    assert "computed" not in summary.describe().replace("computed now", "")
     assert {p: p.stat().st_mtime_ns for p in part_files(out / SPEC.name)} == before
     assert read_meta(out / SPEC.name)["status"] == "complete"
 
@@ -307,6 +315,9 @@ def test_resumed_history_gives_the_same_table(client: Any, reference: Path,
     n_chunks = Plan(**read_meta(reference)["plan"]).n_chunks
     assert summary.chunks_run == len(redo)
     assert summary.chunks_skipped == n_chunks - len(redo)
+    # the rate counts this call's runs only: each redone chunk's runs on every window
+    assert summary.runs_computed == sum(
+        min(CHUNK, N_RUNS // 2 - cid * CHUNK) for cid in redo) * 2
     assert summary.ok and summary.n_runs == N_RUNS
     assert not stale.exists()
     assert read_meta(root)["plan"]["chunk_size"] == CHUNK
