@@ -277,6 +277,7 @@ def run_cli(config: Path, out: Path, workers: int, timeout: float) -> dict[str, 
         "n_runs": meta.get("runs_written"), "runs_failed": meta.get("runs_failed"),
         "plan": meta.get("plan"), "run_sweep_s": meta.get("seconds_last_call"),
         "status": meta.get("status"), "summary": meta.get("summary"),
+        "reported_runs_per_s": _reported_rate(meta),
         "disk_mb": sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20,
         "root": str(root), "stdout": log_out.read_text()[-1500:],
     }
@@ -294,6 +295,15 @@ def run_cli(config: Path, out: Path, workers: int, timeout: float) -> dict[str, 
             steady_runs_per_s=steady_runs / (last - start) if last > start else float("nan"),
         )
     return result
+
+
+def _reported_rate(meta: dict[str, Any]) -> float:
+    """The rate the CLI itself reports (sweep.json ``compute_last_call``: runs / seconds
+    from its first task submitted to its last result); NaN from an older backsweep."""
+    done = meta.get("compute_last_call") or {}
+    if not done.get("runs") or not done.get("seconds"):
+        return float("nan")
+    return done["runs"] / done["seconds"]
 
 
 def _sweep_name(config: Path) -> str:
@@ -424,16 +434,22 @@ def report(args, a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
             ip_cpu_rate = runs / (ip["cpu"]["median_ms"] / 1e3)
             e2e = (cli["n_runs"] or 0) / cli["wall"]
             steady = cli.get("steady_runs_per_s", float("nan"))
-            ratios.append((e2e / ip_rate, steady / ip_rate))
+            reported = cli.get("reported_runs_per_s", float("nan"))
+            ratios.append((e2e / ip_rate, steady / ip_rate, reported / ip_rate))
             rows.append([f"round {k}", f"{runs:,}", f"{ip['wall']['median_ms'] / 1e3:.1f}",
                          f"{ip['cpu']['median_ms'] / 1e3:.1f}", f"{ip_rate:,.0f}",
                          f"{ip_cpu_rate:,.0f}", f"{e2e:,.0f}", f"{steady:,.0f}",
-                         f"{e2e / ip_rate:.2f}x", f"{steady / ip_rate:.2f}x",
+                         f"{reported:,.0f}", f"{e2e / ip_rate:.2f}x",
+                         f"{steady / ip_rate:.2f}x", f"{reported / ip_rate:.2f}x",
                          f"{ip['load'][0][0]:.1f}-{ip['load'][1][0]:.1f}"])
         print(format_table(["in-process vs CLI", "runs", "in-process wall s", "CPU s",
                             "runs/s (wall)", "runs/CPU-s", "CLI runs/s end-to-end",
-                            "CLI runs/s steady", "end-to-end / in-process",
-                            "steady / in-process", "load 1m (in-process)"], rows))
+                            "CLI runs/s steady", "CLI runs/s reported",
+                            "end-to-end / in-process", "steady / in-process",
+                            "reported / in-process", "load 1m (in-process)"], rows))
+        print("  reported = the rate the CLI prints and keeps in sweep.json "
+              "(compute_last_call: first task submitted to last result, the workers' "
+              "first chunks and their segment set-up included).")
         if "chunks" in a:
             ch = a["chunks"]
             runs = ch["runs"]
@@ -455,11 +471,14 @@ def report(args, a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
             print(format_table(["piece", "CPU s", "µs/run", "vs the compiled loop"], rows))
         med_e2e = statistics.median(r[0] for r in ratios)
         med_steady = statistics.median(r[1] for r in ratios)
+        med_reported = statistics.median(r[2] for r in ratios)
         print(f"  goal >= {GOAL_SPEEDUP}x the in-process runs/s (median of the rounds): "
               f"end-to-end {'met' if med_e2e >= GOAL_SPEEDUP else 'NOT met'} "
               f"({med_e2e:.2f}x; best round {max(r[0] for r in ratios):.2f}x), steady "
               f"state {'met' if med_steady >= GOAL_SPEEDUP else 'NOT met'} "
-              f"({med_steady:.2f}x; best round {max(r[1] for r in ratios):.2f}x)")
+              f"({med_steady:.2f}x; best round {max(r[1] for r in ratios):.2f}x), as the "
+              f"CLI reports it {'met' if med_reported >= GOAL_SPEEDUP else 'NOT met'} "
+              f"({med_reported:.2f}x; best round {max(r[2] for r in ratios):.2f}x)")
     if b:
         print()
         c, s = b["cli"], b["scan"]
