@@ -102,6 +102,35 @@ def test_local_cluster_is_single_threaded_and_private() -> None:
         pass
 
 
+def test_local_cluster_runs_lean_but_keeps_the_users_settings() -> None:
+    """The local cluster's scheduler and worker processes run with LEAN_LOCAL_CONFIG
+    (read in the processes themselves), except where the user set a key; the client's own
+    config is left as it was."""
+    import dask.config
+
+    from cluster.connect import LEAN_LOCAL_CONFIG
+
+    def worker_config() -> dict:
+        import dask.config
+
+        return {k: dask.config.get(k) for k in LEAN_LOCAL_CONFIG}
+
+    def scheduler_state(dask_scheduler) -> tuple[bool, float]:
+        return "stealing" in dask_scheduler.extensions, dask_scheduler._tick_interval
+
+    lean = {k: v for k, (_, v) in LEAN_LOCAL_CONFIG.items()}
+    with cluster.connect("local", workers=1, dashboard=False) as client:
+        assert list(client.run(worker_config).values()) == [lean]
+        assert client.run_on_scheduler(scheduler_state) == (False, 0.2)
+    assert {k: dask.config.get(k) for k in LEAN_LOCAL_CONFIG} == {
+        k: default for k, (default, _) in LEAN_LOCAL_CONFIG.items()}
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}), \
+            cluster.connect("local", workers=1, dashboard=False) as client:
+        [seen] = client.run(worker_config).values()
+        assert seen == lean | {"distributed.admin.tick.interval": "50ms"}
+        assert client.run_on_scheduler(scheduler_state) == (False, 0.05)
+
+
 def test_unreachable_scheduler_fails_within_the_timeout() -> None:
     address = f"tcp://127.0.0.1:{closed_port()}"
     started = time.monotonic()
