@@ -188,7 +188,7 @@ def connect(
 
 # Background work of the cluster processes that a sweep's workers pay for on the same
 # cores: measured per thread during a 100k sweep on 2 vCPUs, the two compute threads got
-# 185.8 % of a core with Dask's defaults and 190.1 to 191.6 % with these. Each is set
+# 186 to 188 % of a core with Dask's defaults and 190 to 192 % with these. Each is set
 # only where it still has distributed's default (a user's own setting is kept):
 # {key: (distributed's default, backsweep's local cluster)}.
 LEAN_LOCAL_CONFIG: dict[str, tuple[Any, Any]] = {

@@ -307,9 +307,9 @@ def overfit_line(summary: dict[str, Any]) -> str:
     def num(v: Any) -> str:
         return "n/a" if v is None else f"{v:.2f}"
 
-    lines = [f"overfitting, best run of each window by {summary.get('objective', 'sharpe')} "
-             "(DSR: probability its Sharpe ratio beats what the best of the trials would show by "
-             "luck; PBO: "
+    objective = summary.get("objective", "sharpe")
+    lines = [f"overfitting, best run of each window by {objective} (DSR: probability its "
+             "Sharpe ratio beats what the best of the trials would show by luck; PBO: "
              "probability of backtest overfitting):"]
     lines += [f"  window {w['window']}: DSR {num(w.get('dsr'))}, PBO {num(w.get('pbo'))}"
               f" over {w.get('n_trials', '?')} trials" + (f" ({w['pbo_note']})"

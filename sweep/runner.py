@@ -39,7 +39,7 @@ class SweepSummary:
     seconds: float = 0.0
     runs_computed: int = 0        # by this call (resumed chunks are not counted)
     compute_seconds: float = 0.0  # first task submitted -> last result in
-    worker_threads: int = 0       # the cluster's, when the first task was submitted
+    worker_threads: int = 0       # the cluster's, when the first tasks were submitted
 
     @property
     def ok(self) -> bool:
@@ -249,7 +249,8 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
         cluster.prepare(c, modules=resolved.spec.modules, strategies=[resolved.strategy.name])
         plugin = SweepContextPlugin(key, resolved)
         c.register_plugin(plugin, name=plugin.name)
-        slots = max_in_flight or max(4, 3 * sum(c.nthreads().values()))
+        summary.worker_threads = sum(c.nthreads().values())
+        slots = max_in_flight or max(4, 3 * summary.worker_threads)
         bar = _progress_bar(total_runs, progress)
         bar.update(_runs_on_disk(store))
         pending = iter(todo)
@@ -270,7 +271,6 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
         token.write_text(owner.token)
         stack.callback(_release_token, owner)
         target = owner if worker_writes else None
-        summary.worker_threads = sum(c.nthreads().values())
         first_submit = time.perf_counter()
         running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
                                                                  strict=False)])
