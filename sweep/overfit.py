@@ -276,10 +276,11 @@ def block_stats(returns: Any, n_blocks: int) -> tuple[np.ndarray, np.ndarray, np
     """Per-block sum, sum of squares and count of returns, the input of
     :func:`pbo_from_block_stats`.
 
-    ``returns`` is (T,) or (N, T) (one row a configuration); the T bars are cut into
-    ``n_blocks`` contiguous blocks as ``numpy.array_split`` does (the first ``T % S`` blocks
-    get one extra bar). NaN returns are skipped (not counted). Returns three arrays of shape
-    (S,) or (N, S): float64 sums and sums of squares, int64 counts.
+    ``returns`` is (T,) or (N, T) (one row a configuration); the T bars are cut into S =
+    ``n_blocks`` contiguous blocks as the engine cuts a run's returns when a sweep stores
+    its block columns: block b is bars ``b*T//S .. (b+1)*T//S - 1``, so the two give the
+    same blocks for the same returns. NaN returns are skipped (not counted). Returns three
+    arrays of shape (S,) or (N, S): float64 sums and sums of squares, int64 counts.
     """
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim not in (1, 2):
@@ -287,7 +288,7 @@ def block_stats(returns: Any, n_blocks: int) -> tuple[np.ndarray, np.ndarray, np
     T = r.shape[-1]
     if not 1 <= n_blocks <= T:
         raise ValueError(f"n_blocks must be in 1..{T} (the number of bars), got {n_blocks}")
-    edges = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(T), n_blocks)])
+    edges = np.arange(n_blocks + 1) * T // n_blocks  # engine.nb.metrics.metrics_with_blocks
     ok = ~np.isnan(r)
     z = np.where(ok, r, 0.0)
     sums = np.add.reduceat(z, edges[:-1], axis=-1)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+import strategies
 from sweep.overfit import (
     EULER_GAMMA,
     _cscv_schedule,
@@ -171,24 +172,45 @@ def test_block_stats():
     sums, sumsq, counts = block_stats(R, 5)
     assert sums.shape == sumsq.shape == counts.shape == (4, 5)
     assert counts.dtype == np.int64
-    parts = np.array_split(np.arange(23), 5)
+    parts = [np.arange(b * 23 // 5, (b + 1) * 23 // 5) for b in range(5)]
     for b, idx in enumerate(parts):
         np.testing.assert_allclose(sums[:, b], R[:, idx].sum(1), rtol=1e-13)
         np.testing.assert_allclose(sumsq[:, b], (R[:, idx] ** 2).sum(1), rtol=1e-13)
         assert (counts[:, b] == len(idx)).all()
-    assert counts[0].tolist() == [5, 5, 5, 4, 4]
+    assert counts[0].tolist() == [4, 5, 4, 5, 5]  # bars 0-3, 4-8, 9-12, 13-17, 18-22
     s1, _, _ = block_stats(R[2], 5)
     assert s1.shape == (5,)
     np.testing.assert_array_equal(s1, sums[2])
     # NaN returns are skipped
     R[1, 3] = np.nan
     s, _, c = block_stats(R, 5)
-    assert c[1, 0] == 4 and c[0, 0] == 5
-    assert s[1, 0] == pytest.approx(np.nansum(R[1, :5]))
+    assert c[1, 0] == 3 and c[0, 0] == 4
+    assert s[1, 0] == pytest.approx(np.nansum(R[1, :4]))
     with pytest.raises(ValueError, match="n_blocks"):
         block_stats(R, 24)
     with pytest.raises(ValueError, match="shape"):
         block_stats(np.zeros((2, 2, 2)), 1)
+
+
+def test_block_stats_cut_returns_as_the_engine_does():
+    """A sweep's stored block columns and block_stats of the same run's returns are the same
+    blocks (checked where T % S != 0, the case where the two could disagree)."""
+    from engine import EngineConfig, run_backtest
+    from engine.data import synthetic_panel
+    from sweep.evaluate import evaluate_table
+    from sweep.grid import Grid
+
+    strategy = strategies.get("ma_cross")
+    panel = synthetic_panel(n_assets=3, n_bars=203, seed=4)
+    cfg = EngineConfig(commission=0.001)
+    table = Grid.build(strategy, {"fast": [5], "slow": [30]}).frame()
+    row = evaluate_table(panel, strategy, table, cfg, blocks=6).row(0, named=True)
+    equity = run_backtest(panel, strategy.weights(panel, fast=5, slow=30), cfg).equity
+    returns = equity / np.concatenate([[cfg.init_cash], equity[:-1]]) - 1.0
+    sums, sumsq, counts = block_stats(returns, 6)
+    assert row["block_n"] == counts.tolist() == [33, 34, 34, 34, 34, 34]
+    np.testing.assert_allclose(row["block_sum"], sums, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(row["block_sumsq"], sumsq, rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------------------------------
@@ -214,9 +236,10 @@ def _sharpe_rows(r: np.ndarray) -> np.ndarray:
 def brute_force_pbo(R: np.ndarray, S: int) -> dict[tuple[int, ...], tuple[int, float]]:
     """CSCV straight from the paper: every S/2-subset of the S blocks, the full Sharpe of
     each configuration on the concatenated in- and out-of-sample returns, the first index
-    on in-sample ties, average ranks on out-of-sample ties."""
+    on in-sample ties, average ranks on out-of-sample ties. Blocks as the engine cuts
+    them: block b is bars b*T//S .. (b+1)*T//S - 1."""
     N, T = R.shape
-    blocks = np.array_split(np.arange(T), S)
+    blocks = [np.arange(b * T // S, (b + 1) * T // S) for b in range(S)]
     out = {}
     for combo in itertools.combinations(range(S), S // 2):
         is_idx = np.concatenate([blocks[b] for b in combo])
