@@ -4,8 +4,8 @@
   ``scheduler-file:PATH`` or a named profile (ssh, slurm, kubernetes, address) from
   ``~/.config/backsweep/clusters.toml``; closes only what it started.
 * :func:`prepare`: before any work, :func:`check_environment` (same package versions
-  everywhere), the :class:`WorkerSetup` plugin (single-threaded Numba, cache folder, JIT
-  warm-up) and :func:`ship_modules` (user strategy files imported on every worker, also
+  everywhere), the :class:`WorkerSetup` plugin (single-threaded Numba, cache folder, the
+  caller's JIT warm-up) and :func:`ship_modules` (user strategy files imported on every worker, also
   on workers that join later).
 
 Example:
@@ -18,7 +18,7 @@ Example:
 from cluster.connect import WORKER_ENV, ClusterError, connect, default_workers, make_security
 from cluster.environment import VERSIONED_PACKAGES, check_environment, package_versions
 from cluster.profiles import CONFIG_ENV, Profile, config_path, load_profiles
-from cluster.setup import WorkerSetup, prepare, warm_up
+from cluster.setup import WorkerSetup, prepare
 from cluster.ship import ShipModule, ship_modules
 
 __all__ = [
@@ -38,5 +38,4 @@ __all__ = [
     "package_versions",
     "prepare",
     "ship_modules",
-    "warm_up",
 ]

@@ -15,12 +15,9 @@ every worker that joins later. On each worker it
    (``~/.cache/backsweep/numba``);
 3. checks the worker's package versions against the client's (when given): a worker that
    differs logs why and leaves the cluster instead of computing with other code;
-4. warms the JIT up (:func:`warm_up`): a one-run ``sweep.evaluate`` on a tiny synthetic
-   panel of the sweep's strategy (a sweep's :func:`prepare` names it), or of every
-   built-in strategy plus one tiny backtest when none is named, in a thread, so the first
-   chunks are not slowed by compilation (with a warm on-disk cache this takes well under
-   a second; with a cold one, warming only the sweep's strategy saves each worker ~6 s
-   of compiling kernels the sweep never calls).
+4. warms the JIT up: it calls the ``warm_up`` function it was given (the sweep layer
+   hands over ``sweep.warmup.warm_up`` for its strategy: this package knows nothing of
+   strategies or sweeps), in a thread, so the first chunks are not slowed by compilation.
 """
 
 from __future__ import annotations
@@ -29,8 +26,7 @@ import asyncio
 import logging
 import os
 import sys
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +43,9 @@ from cluster.environment import (
 from cluster.ship import ship_modules
 
 __all__ = ["SETUP_PLUGIN", "WorkerSetup", "choose_numba_cache_dir", "default_cache_dir",
-           "prepare", "warm_up"]
+           "prepare"]
+
+WarmUp = Callable[[], dict[str, Any]]
 
 SETUP_PLUGIN = "backsweep-setup"
 logger = logging.getLogger("backsweep.cluster")
@@ -116,73 +114,23 @@ def apply_numba_settings(cache_dir: str | None, threads: int = 1) -> dict[str, A
     return out
 
 
-def warm_up(n_assets: int = 4, n_bars: int = 300,
-            strategies: Iterable[str] | None = None) -> dict[str, Any]:
-    """Compile (or load from the on-disk cache) the kernels a sweep runs: a one-run
-    ``sweep.evaluate`` on a tiny synthetic panel of each built-in strategy in
-    ``strategies``. With ``strategies=None`` (a generic warm-up, e.g. building an image):
-    every built-in strategy, and one backtest for ``run_backtest``'s kernels (a sweep
-    never calls them). User strategies are skipped: their own parameters may not fit a
-    tiny panel. Returns seconds per step and any errors (never raises for one).
-
-    Example:
-        >>> import cluster
-        >>> sorted(cluster.warm_up()["seconds"])[:2]          # doctest: +SKIP
-        ['backtest', 'breakout']
-        >>> list(cluster.warm_up(strategies=["ma_cross"])["seconds"])   # doctest: +SKIP
-        ['ma_cross']
-    """
-    import numpy as np
-
-    import strategies as builtin
-    import sweep
-    from engine import EngineConfig, run_backtest
-    from engine.data import synthetic_panel
-
-    started = time.perf_counter()
-    seconds: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    panel = synthetic_panel(n_assets=n_assets, n_bars=n_bars, seed=0)
-    cfg = EngineConfig()
-    if strategies is None:
-        t = time.perf_counter()
-        try:
-            run_backtest(panel, np.full(panel.close.shape, 1.0 / n_assets), cfg)
-        except Exception as exc:
-            errors["backtest"] = f"{type(exc).__name__}: {exc}"
-        seconds["backtest"] = time.perf_counter() - t
-    wanted = set(builtin.names()) if strategies is None else set(strategies)
-    for name in sorted(wanted & set(builtin.names())):
-        s = builtin.get(name)
-        if not (getattr(s.prepare, "__module__", "") or "").startswith("strategies."):
-            continue  # user strategies: their own parameters may not fit a tiny panel
-        t = time.perf_counter()
-        try:
-            sweep.evaluate(panel, name, {}, cfg)
-        except Exception as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
-        seconds[name] = time.perf_counter() - t
-    return {"seconds": seconds, "errors": errors, "total": time.perf_counter() - started}
-
-
 class WorkerSetup(WorkerPlugin):
     """Worker plugin: thread counts, Numba cache folder, version check, JIT warm-up.
 
     ``expected_versions``: the client's package versions (``check_environment``'s
-    result); a worker that differs leaves the cluster. ``strategies``: what
-    :func:`warm_up` compiles (None: everything). After setup, the worker's copy holds
-    ``report`` (what was applied, the warm-up timings).
+    result); a worker that differs leaves the cluster. ``warm_up``: a picklable function
+    of no argument that compiles what the work will run and returns a dict with
+    ``errors`` (None: no warm-up). After setup, the worker's copy holds ``report`` (what
+    was applied, the warm-up's result).
     """
 
     name = SETUP_PLUGIN
 
     def __init__(self, expected_versions: dict[str, str | None] | None = None, *,
-                 warm_up: bool = True, numba_cache_dir: str | None = None,
-                 packages: Iterable[str] = VERSIONED_PACKAGES,
-                 strategies: Iterable[str] | None = None) -> None:
+                 warm_up: WarmUp | None = None, numba_cache_dir: str | None = None,
+                 packages: Iterable[str] = VERSIONED_PACKAGES) -> None:
         self.expected_versions = dict(expected_versions) if expected_versions else None
         self.warm_up = warm_up
-        self.strategies = None if strategies is None else tuple(strategies)
         self.numba_cache_dir = numba_cache_dir
         self.packages = tuple(packages)
         self.report: dict[str, Any] = {}
@@ -206,22 +154,22 @@ class WorkerSetup(WorkerPlugin):
                     worker.loop.add_callback(worker.close, nanny=True,
                                              reason="backsweep-version-mismatch")
                 raise RuntimeError(f"{addr}: {message}")
-        if self.warm_up:
-            report["warm_up"] = await asyncio.to_thread(warm_up,
-                                                        strategies=self.strategies)
-            if report["warm_up"]["errors"]:
+        if self.warm_up is not None:
+            report["warm_up"] = await asyncio.to_thread(self.warm_up)
+            if report["warm_up"].get("errors"):
                 logger.warning("backsweep warm-up errors: %s", report["warm_up"]["errors"])
 
 
 def prepare(client: Any, *, modules: Iterable[str | os.PathLike[str]] = (),
-            check: bool = True, warm: bool = True, numba_cache_dir: str | None = None,
-            strategies: Iterable[str] | None = None) -> dict[str, str | None]:
-    """Get a cluster ready for a sweep, before any work: check that the client and every
+            check: bool = True, warm_up: WarmUp | None = None,
+            on_unload: Callable[[str], Any] | None = None,
+            numba_cache_dir: str | None = None) -> dict[str, str | None]:
+    """Get a cluster ready for work, before any task: check that the client and every
     worker run the same package versions (``check``), register :class:`WorkerSetup` (thread
-    counts, Numba cache, version check of later workers, JIT warm-up if ``warm``, of the
-    named ``strategies`` only when given), then ship and import the user ``modules`` (.py
-    files or package folders). Workers that join later get all of it from the scheduler.
-    Returns the client's package versions.
+    counts, Numba cache, version check of later workers, the ``warm_up`` function if
+    given), then ship and import the user ``modules`` (.py files or package folders;
+    ``on_unload`` as in :func:`ship_modules`). Workers that join later get all of it from
+    the scheduler. Returns the client's package versions.
 
     Raises ClusterError (versions differ, a module does not import on a worker, ...).
 
@@ -231,13 +179,13 @@ def prepare(client: Any, *, modules: Iterable[str | os.PathLike[str]] = (),
         ...     cluster.prepare(c, modules=["examples/user_strategy.py"])
     """
     versions = check_environment(client) if check else package_versions()
-    plugin = WorkerSetup(versions if check else None, warm_up=warm,
-                         numba_cache_dir=numba_cache_dir, strategies=strategies)
+    plugin = WorkerSetup(versions if check else None, warm_up=warm_up,
+                         numba_cache_dir=numba_cache_dir)
     try:
         client.register_plugin(plugin, name=plugin.name)
     except Exception as exc:
         raise ClusterError(f"setting the workers up failed: {exc}") from None
     modules = list(modules)
     if modules:
-        ship_modules(client, modules)
+        ship_modules(client, modules, on_unload=on_unload)
     return versions

@@ -16,8 +16,9 @@ separate import plugin race on a joining worker, whose plugins are set up concur
 One plugin that writes real files and then imports avoids all three.
 
 Shipping a module again under the same name (an edited strategy on a long-lived cluster)
-replaces it: the old copy is unloaded (its strategies unregistered) before the new one is
-imported.
+replaces it: the old copy is unloaded before the new one is imported, and the caller's
+``on_unload(module)`` hook (the sweep layer passes ``strategies.unregister_module``) drops
+what the old copy registered. This package imports nothing of the strategy registry.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import importlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,17 @@ _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cach
 
 
 class ShipModule(WorkerPlugin):
-    """Worker plugin carrying one user module (a .py file or a package folder)."""
+    """Worker plugin carrying one user module (a .py file or a package folder).
 
-    def __init__(self, module: str, files: dict[str, bytes], source: str) -> None:
+    ``on_unload(module)`` runs on the worker whenever the module is unloaded (before a new
+    copy is imported, and at teardown); it must be picklable (a module-level function)."""
+
+    def __init__(self, module: str, files: dict[str, bytes], source: str,
+                 on_unload: Callable[[str], Any] | None = None) -> None:
         self.module = module
         self.files = files
         self.source = source
+        self.on_unload = on_unload
         digest = hashlib.blake2b(digest_size=8)
         for rel in sorted(files):
             digest.update(rel.encode() + b"\0" + files[rel] + b"\0")
@@ -68,26 +74,26 @@ class ShipModule(WorkerPlugin):
             raise RuntimeError(f"{where}: cannot write {self.source} into {folder}: "
                                f"{exc}") from exc
         self.folder = str(folder)
-        unload_module(self.module)
+        unload_module(self.module, self.on_unload)
         sys.path.insert(0, self.folder)
         importlib.invalidate_caches()
         try:
             mod = importlib.import_module(self.module)
         except BaseException as exc:
-            unload_module(self.module)
+            unload_module(self.module, self.on_unload)
             _remove_path(self.folder)
             raise RuntimeError(f"{where}: importing {self.source} (as module "
                                f"{self.module!r}) failed: {type(exc).__name__}: {exc}"
                                ) from exc
         got = getattr(mod, "__file__", None) or ""
         if not Path(got).resolve().is_relative_to(folder.resolve()):
-            unload_module(self.module)
+            unload_module(self.module, self.on_unload)
             _remove_path(self.folder)
             raise RuntimeError(f"{where}: module {self.module!r} resolves to {got or mod!r}, "
                                f"not to the shipped {self.source}; rename the file")
 
     def teardown(self, worker: Any = None) -> None:
-        unload_module(self.module)
+        unload_module(self.module, self.on_unload)
         if self.folder:
             _remove_path(self.folder)
 
@@ -117,18 +123,14 @@ def _remove_path(folder: str) -> None:
         sys.path.remove(folder)
 
 
-def unload_module(module: str) -> None:
-    """Forget ``module`` (and its submodules) and unregister the strategies it defined."""
+def unload_module(module: str, on_unload: Callable[[str], Any] | None = None) -> None:
+    """Forget ``module`` (and its submodules), after ``on_unload(module)`` (if given) has
+    dropped what the module registered elsewhere."""
     doomed = [m for m in sys.modules if m == module or m.startswith(module + ".")]
     if not doomed:
         return
-    registry = sys.modules.get("strategies.registry")
-    table = getattr(registry, "_REGISTRY", None)
-    if isinstance(table, dict):
-        for key, strategy in list(table.items()):
-            owner = getattr(getattr(strategy, "prepare", None), "__module__", None) or ""
-            if owner == module or owner.startswith(module + "."):
-                del table[key]
+    if on_unload is not None:
+        on_unload(module)
     for m in doomed:
         del sys.modules[m]
     importlib.invalidate_caches()
@@ -183,12 +185,15 @@ def _check_name(name: str, path: Path) -> None:
                            f"installed {origin}; rename the file")
 
 
-def ship_modules(client: Any, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+def ship_modules(client: Any, paths: Iterable[str | os.PathLike[str]], *,
+                 on_unload: Callable[[str], Any] | None = None) -> list[str]:
     """Upload user modules to every worker (also later ones) and import them there.
 
     ``paths``: .py files or package folders, not installed on the workers. Each becomes
     importable on the workers under its file or folder name, and is imported at once, so
     ``strategies.register(...)`` in it runs on every worker. Returns the module names.
+    ``on_unload(module)`` runs on a worker before an older copy of a module is replaced
+    (see :class:`ShipModule`).
     A module that fails to import raises ClusterError with the worker's error (and is not
     left registered for later workers).
 
@@ -203,7 +208,7 @@ def ship_modules(client: Any, paths: Iterable[str | os.PathLike[str]]) -> list[s
         name, files = collect_module(path)
         if any(p.module == name for p in plugins):
             raise ClusterError(f"two modules named {name!r} to ship; rename one")
-        plugins.append(ShipModule(name, files, os.fspath(path)))
+        plugins.append(ShipModule(name, files, os.fspath(path), on_unload))
     for plugin in plugins:
         try:
             client.register_plugin(plugin, name=plugin.name)

@@ -14,13 +14,17 @@ from strategies.breakout import BREAKOUT
 from strategies.ma_cross import MA_CROSS
 from strategies.mean_reversion import MEAN_REVERSION
 from strategies.momentum import MOMENTUM
-from strategies.registry import get, load_module, names, register
+from strategies.registry import get, load_module, names, register, unregister_module
 from strategies.top_n import TOP_N
+
+BUILTIN_NAMES = tuple(s.name for s in (TOP_N, MA_CROSS, MOMENTUM, MEAN_REVERSION, BREAKOUT))
+"""The strategies that ship with backsweep (registered on import)."""
 
 for _builtin in (TOP_N, MA_CROSS, MOMENTUM, MEAN_REVERSION, BREAKOUT):
     register(_builtin)
 
 __all__ = [
+    "BUILTIN_NAMES",
     "WEIGHTS_SIGNATURE",
     "Param",
     "Strategy",
@@ -29,5 +33,6 @@ __all__ = [
     "load_module",
     "names",
     "register",
+    "unregister_module",
     "weights_kernel",
 ]

@@ -12,7 +12,7 @@ from types import ModuleType
 
 from strategies.base import Strategy, StrategyError
 
-__all__ = ["get", "load_module", "names", "register"]
+__all__ = ["get", "load_module", "names", "register", "unregister_module"]
 
 _REGISTRY: dict[str, Strategy] = {}
 
@@ -52,6 +52,25 @@ def get(name: str | Strategy) -> Strategy:
 
 def names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def unregister_module(module: str) -> list[str]:
+    """Drop every strategy defined in ``module`` or its submodules (by the module of its
+    ``prepare``); returns their names. Used before a user module is imported again (an
+    edited strategy shipped to a long-lived cluster) so the new copy can register.
+
+    Example:
+        >>> import strategies
+        >>> strategies.unregister_module("no_such_module")
+        []
+    """
+    dropped = []
+    for key, strategy in list(_REGISTRY.items()):
+        owner = getattr(strategy.prepare, "__module__", None) or ""
+        if owner == module or owner.startswith(module + "."):
+            del _REGISTRY[key]
+            dropped.append(key)
+    return dropped
 
 
 def load_module(spec: str | os.PathLike[str]) -> ModuleType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import time
 import uuid
@@ -15,9 +16,11 @@ from typing import Any
 import polars as pl
 
 import cluster
+from strategies import unregister_module
 from sweep.plan import LAYOUT, Plan, calibrate_chunk_size
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
 from sweep.store import ResultStore, StoreChangedError
+from sweep.warmup import warm_up
 from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk, sees_store
 
 __all__ = ["SweepSummary", "run_sweep"]
@@ -246,7 +249,8 @@ def _execute(resolved: ResolvedSweep, plan: Plan, todo: list[int], store: Result
             echo(f"dashboard: {c.dashboard_link}")
         # Same package versions everywhere, single-threaded warmed-up Numba, and the
         # spec's user modules importable on every worker (also on ones joining later).
-        cluster.prepare(c, modules=resolved.spec.modules, strategies=[resolved.strategy.name])
+        cluster.prepare(c, modules=resolved.spec.modules, on_unload=unregister_module,
+                        warm_up=functools.partial(warm_up, strategies=[resolved.strategy.name]))
         plugin = SweepContextPlugin(key, resolved)
         c.register_plugin(plugin, name=plugin.name)
         summary.worker_threads = sum(c.nthreads().values())

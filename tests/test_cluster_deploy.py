@@ -19,7 +19,7 @@ DEPLOY = Path(cluster.__file__).parent / "deploy"
 def test_dockerfile_pins_single_threaded_numba_and_warms_the_cache() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert "NUMBA_NUM_THREADS=1" in text and "NUMBA_CACHE_DIR=" in text
-    assert "cluster.warm_up()" in text and '"--nthreads", "1"' in text
+    assert "warm_up()" in text and '"--nthreads", "1"' in text
     assert "USER backsweep" in text
 
 

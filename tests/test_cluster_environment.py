@@ -51,7 +51,7 @@ def test_a_worker_with_another_polars_is_named(env_procs) -> None:
         assert "numba" not in text and "numpy" not in text  # only what differs
         # prepare() refuses the same way, before registering anything
         with pytest.raises(ClusterError, match="polars"):
-            cluster.prepare(client, warm=False)
+            cluster.prepare(client)
         plugins = client.run_on_scheduler(lambda dask_scheduler: list(
             dask_scheduler.worker_plugins))
         assert cluster.setup.SETUP_PLUGIN not in plugins
@@ -64,7 +64,7 @@ def test_an_odd_worker_joining_later_leaves(env_procs) -> None:
     with cluster.connect(env_procs.address, timeout=10) as client:
         wait_for(lambda: set(w["name"] for w in client.scheduler_info(n_workers=-1)[
             "workers"].values()) == {"good"}, 30, "the odd worker to be gone")
-        cluster.prepare(client, warm=False)
+        cluster.prepare(client)
         late = env_procs.add_worker("late-odd", env={"PYTHONPATH": str(env_procs.fake)})
         wait_for(lambda: not late.alive(), 90, "the late odd worker to exit")
         log = late.output()

@@ -21,8 +21,10 @@ from test_cluster_support import (
 )
 
 import cluster
+import strategies
 from cluster import ClusterError
 from cluster.setup import SETUP_PLUGIN, choose_numba_cache_dir, default_cache_dir
+from sweep.warmup import warm_up
 
 # the functions below run on workers, which cannot import this test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -62,7 +64,8 @@ def _origin(module):
 def test_modules_are_imported_on_every_worker_and_on_late_ones(ship_procs, user_code):
     with cluster.connect(ship_procs.address, timeout=10) as client:
         wait_for_worker_names(client, {"a", "b"})
-        versions = cluster.prepare(client, modules=[user_code["file"], user_code["package"]])
+        versions = cluster.prepare(client, modules=[user_code["file"], user_code["package"]],
+                                   warm_up=warm_up, on_unload=strategies.unregister_module)
         assert versions["backsweep"]
         for names in client.run(_names).values():
             assert {"rsi_reversal", "pkg_ma_v1"} <= set(names)
@@ -103,8 +106,9 @@ def test_modules_are_imported_on_every_worker_and_on_late_ones(ship_procs, user_
 def test_shipping_a_changed_package_replaces_it(ship_procs, user_code, tmp_path):
     v2 = write_user_package(tmp_path, 2)
     with cluster.connect(ship_procs.address, timeout=10) as client:
-        cluster.ship_modules(client, [user_code["package"]])  # v1 (again): a no-op
-        assert cluster.ship_modules(client, [v2]) == ["bs_userpkg"]
+        unload = strategies.unregister_module
+        cluster.ship_modules(client, [user_code["package"]], on_unload=unload)  # v1 again
+        assert cluster.ship_modules(client, [v2], on_unload=unload) == ["bs_userpkg"]
 
         def state():
             import sys
@@ -174,7 +178,7 @@ def test_workers_join_and_die_mid_stream_without_losing_tasks(ship_procs, user_c
     joins while they run and takes some; another is SIGKILLed (nanny and all) while they
     run; every task completes exactly once (Dask retries what the dead worker held)."""
     with cluster.connect(ship_procs.address, timeout=10) as client:
-        cluster.prepare(client, modules=[user_code["file"]], warm=False)
+        cluster.prepare(client, modules=[user_code["file"]])
         wait_for_worker_names(client, {"a", "b", "c"})
 
         def task(i):

@@ -36,6 +36,7 @@ from engine import METRIC_NAMES, EngineConfig
 from sweep import SpecError, SweepSpec, load_results, run_sweep
 from sweep.plan import Plan
 from sweep.store import ResultStore, atomic_write
+from sweep.warmup import warm_up
 
 GRID = {"fast": [3, 5, 8, 13], "slow": [20, 40, 60], "kind": ["sma", "ema"],
         "commission": [0.0, 0.001]}
@@ -402,7 +403,7 @@ def test_workers_warm_up_only_the_sweeps_strategy(client: Any, tmp_path: Path) -
         return sorted(dask_worker.plugins["backsweep-setup"].report["warm_up"]["seconds"])
 
     assert set(map(tuple, client.run(warmed).values())) == {("breakout",)}
-    everything = cluster.warm_up(n_assets=3, n_bars=120)
+    everything = warm_up(n_assets=3, n_bars=120)
     assert everything["errors"] == {}
     assert {"backtest", "ma_cross", "top_n", "breakout"} <= set(everything["seconds"])
 
