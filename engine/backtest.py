@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from engine.config import EngineConfig, pack_configs
-from engine.metrics import METRIC_NAMES, periods_per_year
+from engine.metrics import METRIC_NAMES, bars_per_year
 from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
 from engine.nb.simulate import last_valid_bars, simulate, simulate_batch
 from engine.nb.stops import average_true_range
@@ -122,7 +122,8 @@ def run_backtest(
     ``weights[t, n]`` is asset n's target fraction of equity decided at bar t; NaN = no
     instruction, 0 = close. See docs/engine.md for fills, costs and stops. ``window =
     (start, end)`` (inclusive dates, None = open) trades only those bars; the bars before
-    it still warm up the ATR stop, as in a sweep's date windows.
+    it still warm up the ATR stop, as in a sweep's date windows, and annualisation uses
+    the whole panel's bars per year (``engine.metrics.bars_per_year``).
 
     Example:
         >>> import numpy as np
@@ -141,6 +142,7 @@ def run_backtest(
         raise TypeError(f"panel must be an engine.Panel, got {type(panel).__name__}")
     w = check_weights(panel, weights, cfg.allow_short)
     rec = pack_configs([cfg])[0]
+    ppy = bars_per_year(panel.timestamps, cfg.periods_per_year)
     i0, i1 = (0, panel.n_bars) if window is None else panel.index_range(*window)
     if i1 - i0 < 1:
         raise ValueError(f"window {window} holds no bars of the panel")
@@ -152,7 +154,6 @@ def run_backtest(
     # delistings and reversals aside); when it doesn't, the run is repeated with room.
     log = np.empty(int(np.isfinite(w).sum()) + panel.n_assets + 16, dtype=TRADE_DTYPE)
     record = 2 if positions else 1
-    ppy = cfg.periods_per_year or periods_per_year(panel.timestamps)
     while True:
         equity, cash, exposure, fees, notional, pos, n_trades, _, values = simulate(
             panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, record, log,
@@ -216,7 +217,7 @@ def run_batch(
     ppys = {c.periods_per_year for c in cfgs}
     if len(ppys) > 1:
         raise ValueError(f"configs disagree on periods_per_year: {sorted(map(str, ppys))}")
-    ppy = cfgs[0].periods_per_year or periods_per_year(panel.timestamps)
+    ppy = bars_per_year(panel.timestamps, cfgs[0].periods_per_year)
     recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
     out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
                          w, recs, last_valid_bars(panel.close), ppy)

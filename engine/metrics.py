@@ -30,8 +30,10 @@ from engine.nb.metrics import (
 )
 
 __all__ = [
+    "INTEGER_METRICS",
     "LOWER_IS_BETTER",
     "METRIC_NAMES",
+    "bars_per_year",
     "cagr",
     "kurtosis",
     "max_drawdown",
@@ -50,12 +52,36 @@ LOWER_IS_BETTER = frozenset(
 )
 """Metrics where a smaller value is better; every other metric ranks best-first descending."""
 
+INTEGER_METRICS = frozenset({"n_trades", "n_bars", "max_drawdown_duration"})
+"""Metrics that count things: stored as floats (NaN where undefined), shown as integers."""
+
 _DAYS_PER_YEAR = 365.25
 _DEFAULT_PERIODS = 252.0
 
 
+def bars_per_year(timestamps: np.ndarray, configured: float | None = None) -> float:
+    """The one rule for annualising: ``configured`` (``EngineConfig.periods_per_year``)
+    when set, else :func:`periods_per_year` of the WHOLE data's timestamps. A date window
+    or walk-forward fold uses its data's rate, not an estimate from its own few bars
+    (which weekends, holidays and overnight gaps would skew), so the same returns get the
+    same Sharpe in every window, and whatever de-annualises a stored Sharpe (the deflated
+    Sharpe ratio) uses the factor that annualised it.
+
+    Example:
+        >>> import numpy as np
+        >>> days = np.arange("2020-01-01", "2022-01-01", dtype="datetime64[D]")
+        >>> round(bars_per_year(days), 2), bars_per_year(days, 52.0)
+        (365.0, 52.0)
+    """
+    if configured is not None:
+        return float(configured)
+    return periods_per_year(timestamps)
+
+
 def periods_per_year(timestamps: np.ndarray) -> float:
-    """Bars per year implied by the timestamps: (T - 1) / years spanned (252 if undefined)."""
+    """Bars per year implied by the timestamps: (T - 1) / years spanned (252 if undefined).
+    Intraday bars need no setting: 6.5 trading hours a day give ~1,640 hourly bars a year,
+    24-hour markets ~6,200 (FX, five days a week) or ~8,760 (crypto)."""
     ts = np.asarray(timestamps, dtype="datetime64[ns]")
     if ts.shape[0] < 2:
         return _DEFAULT_PERIODS

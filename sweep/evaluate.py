@@ -11,7 +11,7 @@ import polars as pl
 import strategies
 from engine import METRIC_NAMES, EngineConfig, Panel
 from engine.config import pack_configs
-from engine.metrics import periods_per_year
+from engine.metrics import bars_per_year
 from engine.nb.stops import average_true_range
 from strategies import Strategy
 from sweep.grid import Grid, GridError, engine_axes, strategy_columns
@@ -149,8 +149,7 @@ def evaluate_windows(
         dtype=np.int64,
     )
     bounds = np.array(windows, dtype=np.int64).reshape(-1, 2)
-    ppy = np.array([config.periods_per_year or periods_per_year(panel.timestamps[a:b])
-                    for a, b in bounds.tolist()], dtype=np.float64)
+    ppy = np.full(bounds.shape[0], bars_per_year(panel.timestamps, config.periods_per_year))
     out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
