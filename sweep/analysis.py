@@ -34,10 +34,11 @@ import polars as pl
 
 from engine import METRIC_NAMES
 from engine.metrics import LOWER_IS_BETTER
-from sweep.evaluate import BLOCK_COLUMNS
+from sweep.schema import is_param_column
+from sweep.schema import param_columns as _param_names
+from sweep.select import Selection, SelectionError, candidates, descending, select_best
 
 __all__ = [
-    "BOOKKEEPING_COLUMNS",
     "LOWER_IS_BETTER",
     "PLATEAU_MAX_RELATIVE_DROP",
     "STABLE_MIN_SPEARMAN",
@@ -49,13 +50,6 @@ __all__ = [
     "top_k",
     "window_rank_correlation",
 ]
-
-BOOKKEEPING_COLUMNS = (
-    "run", "run_id", "chunk_id", "strategy", "window", "window_start", "window_end", "combo",
-    "error", *BLOCK_COLUMNS,
-)
-"""Columns of a runs table that are neither parameters nor metrics."""
-
 
 PLATEAU_MAX_RELATIVE_DROP = 0.25
 """``sensitivity``: the best point sits on a plateau when the median relative drop of the
@@ -86,17 +80,16 @@ def _names(lf: pl.LazyFrame) -> list[str]:
 
 
 def param_columns(runs: Runs) -> list[str]:
-    """The parameter columns of a runs table: every column that is neither a metric
-    (``engine.METRIC_NAMES``) nor bookkeeping (:data:`BOOKKEEPING_COLUMNS`), in table order.
-    Engine fields swept as grid axes (e.g. ``commission``) count as parameters."""
-    skip = set(METRIC_NAMES) | set(BOOKKEEPING_COLUMNS)
-    return [c for c in _names(_lazy(runs)) if c not in skip]
+    """The parameter columns of a runs table (``sweep.schema.param_columns``: every column
+    that is neither a metric nor bookkeeping), in table order. Engine fields swept as
+    grid axes (e.g. ``commission``) count as parameters."""
+    return _param_names(_names(_lazy(runs)))
 
 
 def _check_metric(names: list[str], metric: str) -> None:
     if metric not in names:
         have = [c for c in names if c in METRIC_NAMES]
-        others = [c for c in names if c not in METRIC_NAMES and c not in BOOKKEEPING_COLUMNS]
+        others = [c for c in names if is_param_column(c)]
         raise ValueError(
             f"unknown metric column {metric!r}; available metrics: {', '.join(have) or 'none'}"
             + (f" (other columns: {', '.join(others)})" if others else "")
@@ -104,24 +97,13 @@ def _check_metric(names: list[str], metric: str) -> None:
 
 
 def _check_params(names: list[str], params: Sequence[str], what: str = "parameter") -> None:
-    skip = set(METRIC_NAMES) | set(BOOKKEEPING_COLUMNS)
-    available = [c for c in names if c not in skip]
+    available = _param_names(names)
     for p in params:
         if p not in available:
             raise ValueError(
                 f"unknown {what} column {p!r}; available parameters: "
                 f"{', '.join(available) or 'none'}"
             )
-
-
-def _usable(lf: pl.LazyFrame, metric: str, names: list[str]) -> pl.LazyFrame:
-    """Successful runs with a non-null, non-NaN metric."""
-    if "error" in names:
-        lf = lf.filter(pl.col("error").is_null())
-    col = pl.col(metric)
-    if lf.collect_schema()[metric].is_float():
-        return lf.filter(col.is_not_null() & col.is_not_nan())
-    return lf.filter(col.is_not_null())
 
 
 def _in_window(lf: pl.LazyFrame, names: list[str], window: int | None) -> pl.LazyFrame:
@@ -132,37 +114,24 @@ def _in_window(lf: pl.LazyFrame, names: list[str], window: int | None) -> pl.Laz
     return lf.filter(pl.col("window") == window)
 
 
-def _descending(metric: str, ascending: bool | None) -> bool:
-    if ascending is None:
-        return metric not in LOWER_IS_BETTER
-    return not ascending
-
-
 def top_k(runs: Runs, metric: str = "sharpe", k: int = 10, ascending: bool | None = None,
           by_window: bool = False) -> pl.DataFrame:
     """The ``k`` best runs by ``metric`` (all columns), best first.
 
     ``ascending=None`` sorts lower-is-better metrics (:data:`LOWER_IS_BETTER`) ascending
     and the others descending. ``by_window=True`` gives the top ``k`` of each window,
-    windows in order. Ties keep the table's order.
+    windows in order. Ties go to the lowest ``combo`` (sweep.select, as everywhere).
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
     lf = _lazy(runs)
     names = _names(lf)
     _check_metric(names, metric)
-    lf = _usable(lf, metric, names)
-    desc = _descending(metric, ascending)
-    if not by_window:
-        return lf.sort(metric, descending=desc, maintain_order=True).head(k).collect()
-    if "window" not in names:
+    if by_window and "window" not in names:
         raise ValueError("by_window=True but the table has no 'window' column")
-    return (
-        lf.sort(["window", metric], descending=[False, desc], maintain_order=True)
-        .group_by("window", maintain_order=True)
-        .head(k)
-        .collect()
-    )
+    try:
+        return select_best(lf, Selection(metric, ascending=ascending), k=k,
+                           by=["window"] if by_window else ())
+    except SelectionError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def best_per_window(runs: Runs, metric: str = "sharpe", ascending: bool | None = None
@@ -192,7 +161,7 @@ def heatmap(runs: Runs, x: str, y: str, metric: str = "sharpe", agg: str = "mean
     _check_params(names, [x, y])
     if x == y:
         raise ValueError(f"x and y must be different parameters, both are {x!r}")
-    lf = _usable(_in_window(lf, names, window), metric, names)
+    lf = candidates(_in_window(lf, names, window), Selection(metric))
     cells = (
         lf.group_by([y, x])
         .agg(getattr(pl.col(metric), agg)().alias(metric))
@@ -250,7 +219,7 @@ def sensitivity(runs: Runs, params: Sequence[str] | str | None = None, metric: s
     all_params = param_columns(lf)
     if not all_params:
         raise ValueError("the table has no parameter columns")
-    lf = _usable(_in_window(lf, names, window), metric, names)
+    lf = candidates(_in_window(lf, names, window), Selection(metric))
     sets = _aggregate_sets(lf, all_params, metric)
     if sets.height == 0:
         raise ValueError(f"no successful run with a {metric!r} value"
@@ -260,7 +229,7 @@ def sensitivity(runs: Runs, params: Sequence[str] | str | None = None, metric: s
     else:
         params = [params] if isinstance(params, str) else list(params)
         _check_params(names, params)
-    desc = _descending(metric, None)
+    desc = descending(metric)
     best = sets.sort(metric, descending=desc, maintain_order=True).row(0, named=True)
     best_metric = best[metric]
     rows = []
@@ -329,7 +298,7 @@ def _side_by_side(runs: Runs, metric: str, params: Sequence[str] | str | None
     if not params:
         raise ValueError("the table has no parameter columns")
     windows = _window_ids(lf, names)
-    lf = _usable(lf, metric, names)
+    lf = candidates(lf, Selection(metric))
     per = (lf.group_by([*params, "window"], maintain_order=True)
            .agg(pl.col(metric).mean()).collect())
     out = per.select(params).unique(maintain_order=True)
@@ -339,7 +308,7 @@ def _side_by_side(runs: Runs, metric: str, params: Sequence[str] | str | None
         out = out.join(part, on=params, how="left", nulls_equal=True)
     wcols = [f"{metric}_w{w}" for w in windows]
     out = out.with_columns(pl.mean_horizontal(wcols).alias(f"{metric}_mean"))
-    out = out.sort(f"{metric}_mean", descending=_descending(metric, None), nulls_last=True,
+    out = out.sort(f"{metric}_mean", descending=descending(metric), nulls_last=True,
                    maintain_order=True)
     return out, windows
 

@@ -16,34 +16,12 @@ from engine.nb.stops import average_true_range
 from strategies import Strategy
 from sweep.grid import Grid, GridError, engine_axes, strategy_columns
 from sweep.kernels import evaluate_block
+from sweep.schema import BLOCK_COLUMNS
+from sweep.windows import Window, WindowError, windows_from_spec
 
-__all__ = [
-    "ShortingError", "WindowSpec", "evaluate", "evaluate_table", "evaluate_windows",
-    "resolve_windows",
-]
+__all__ = ["ShortingError", "evaluate", "evaluate_table", "evaluate_windows"]
 
-WindowSpec = Sequence[tuple[Any, Any]] | None
-
-
-def resolve_windows(panel: Panel, windows: WindowSpec) -> list[tuple[int, int]]:
-    """Date ranges ``[(start, end), ...]`` (inclusive; None = open end) as bar bounds."""
-    if windows is None:
-        return [(0, panel.n_bars)]
-    out = []
-    for k, win in enumerate(windows):
-        if not isinstance(win, list | tuple) or len(win) != 2:
-            raise GridError(f"window {k}: expected [start, end], got {win!r}")
-        i0, i1 = panel.index_range(*win)
-        if i1 - i0 < 2:
-            raise GridError(
-                f"window {k} ({win[0]} .. {win[1]}) holds {i1 - i0} bar(s) of the data "
-                f"({panel.timestamps[0]!s:.10} .. {panel.timestamps[-1]!s:.10}); "
-                "a window needs at least 2"
-            )
-        out.append((i0, i1))
-    if not out:
-        raise GridError("windows: the list is empty (omit it to use the whole panel)")
-    return out
+DateRanges = Sequence[tuple[Any, Any]] | None
 
 
 def evaluate(
@@ -53,13 +31,15 @@ def evaluate(
     config: EngineConfig | None = None,
     *,
     constraints: Iterable[str] = (),
-    windows: WindowSpec = None,
+    windows: DateRanges = None,
 ) -> pl.DataFrame:
     """Backtest every combination of a grid, in this process; one row per run.
 
     ``grid`` maps strategy parameters and engine fields (e.g. ``commission``) to lists or
-    ranges ``{start, stop, step}``; parameters left out take their defaults. Each run trades
-    only inside its window; indicators are warmed up on the bars before it.
+    ranges ``{start, stop, step}``; parameters left out take their defaults. ``windows``:
+    date ranges ``[(start, end), ...]`` (inclusive; None = open end; default: the whole
+    panel). Each run trades only inside its window; indicators are warmed up on the bars
+    before it.
 
     Example:
         >>> import sweep
@@ -79,17 +59,21 @@ def evaluate(
             f"the grid is empty after the constraints {list(g.constraints)} "
             f"({g.size} combinations before them)"
         )
-    bounds = resolve_windows(panel, windows)
+    rate = bars_per_year(panel.timestamps, cfg.periods_per_year)
+    try:
+        wins = windows_from_spec(panel, None if windows is None else {"ranges": list(windows)},
+                                 rate)
+    except WindowError as exc:
+        raise GridError(str(exc)) from None
     frames = []
-    for k, ((i0, i1), metrics) in enumerate(
-            zip(bounds, evaluate_windows(panel, s, table, cfg, bounds), strict=True)):
+    for w, metrics in zip(wins, evaluate_windows(panel, s, table, cfg, wins), strict=True):
         frames.append(
             pl.concat(
                 [
                     pl.DataFrame({
-                        "window": np.full(table.height, k, dtype=np.int64),
-                        "window_start": np.repeat(panel.timestamps[i0], table.height),
-                        "window_end": np.repeat(panel.timestamps[i1 - 1], table.height),
+                        "window": np.full(table.height, w.index, dtype=np.int64),
+                        "window_start": np.repeat(w.start, table.height),
+                        "window_end": np.repeat(w.end, table.height),
                     }),
                     table,
                     metrics,
@@ -125,16 +109,19 @@ def evaluate_windows(
     strategy: Strategy,
     table: pl.DataFrame,
     config: EngineConfig,
-    windows: Sequence[tuple[int, int]],
+    windows: Sequence[Window | tuple[int, int]],
     *,
     blocks: int = 0,
     prepared: tuple[np.ndarray, np.ndarray] | None = None,
+    market: Any = None,
 ) -> list[pl.DataFrame]:
-    """:func:`evaluate_table` on several windows (bar bounds, end exclusive) at once: one
+    """:func:`evaluate_table` on several windows at once (:class:`sweep.windows.Window`,
+    or bar bounds ``(start, end)``, end exclusive, annualised at the data's rate): one
     metrics frame per window. Each run's weights are computed once for all the windows.
 
     ``prepared``: the strategy's ``prepare`` output for exactly these rows, when the caller
     already holds it (a worker caches the indicators of a whole grid segment).
+    ``market``: the per-bar benchmark and risk-free series, if any.
     """
     if prepared is None:
         prepared = strategy.prepare(panel, strategy_columns(strategy, table))
@@ -148,8 +135,11 @@ def evaluate_windows(
         [atr_windows.index(c.atr_window) if c.atr_stop is not None else -1 for c in cfgs],
         dtype=np.int64,
     )
-    bounds = np.array(windows, dtype=np.int64).reshape(-1, 2)
-    ppy = np.full(bounds.shape[0], bars_per_year(panel.timestamps, config.periods_per_year))
+    rate = bars_per_year(panel.timestamps, config.periods_per_year)
+    bounds = np.array([w.bounds if isinstance(w, Window) else tuple(w) for w in windows],
+                      dtype=np.int64).reshape(-1, 2)
+    ppy = np.array([w.bars_per_year if isinstance(w, Window) else rate for w in windows],
+                   dtype=np.float64)
     out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
@@ -174,8 +164,6 @@ def evaluate_windows(
         frames.append(frame)
     return frames
 
-
-BLOCK_COLUMNS = ("block_sum", "block_sumsq", "block_n")
 
 
 class ShortingError(ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,17 +19,38 @@ import polars as pl
 
 from engine import EngineConfig
 from strategies import Strategy, StrategyError
+from sweep.schema import is_param_column
 
-__all__ = ["ENGINE_AXES", "RESERVED_COLUMNS", "Grid", "GridError", "expand_values"]
+__all__ = ["ENGINE_AXES", "OPTIONAL_ENGINE_FIELDS", "Grid", "GridError", "engine_values",
+           "expand_values"]
 
 # Engine fields that may be swept as grid axes.
 ENGINE_AXES = tuple(
     f for f in EngineConfig.field_names() if f not in ("fill", "periods_per_year")
 )
-RESERVED_COLUMNS = frozenset(
-    {"run", "run_id", "chunk_id", "combo", "strategy", "window", "window_start",
-     "window_end", "error"}
+# Engine fields that may be None ("no stop"): TOML has no null, so "none" stands for it.
+OPTIONAL_ENGINE_FIELDS = frozenset(
+    name for name, hint in typing.get_type_hints(EngineConfig).items()
+    if type(None) in typing.get_args(hint)
 )
+
+
+def _none_word(name: str, value: Any) -> Any:
+    """``"none"`` (any case) for an optional engine field means None; else the value."""
+    if name in OPTIONAL_ENGINE_FIELDS and isinstance(value, str) \
+            and value.strip().lower() == "none":
+        return None
+    return value
+
+
+def engine_values(table: Mapping[str, Any]) -> dict[str, Any]:
+    """An [engine] table with ``"none"`` read as None for the optional fields.
+
+    Example:
+        >>> engine_values({"stop_loss": "None", "commission": 0.001})
+        {'stop_loss': None, 'commission': 0.001}
+    """
+    return {k: _none_word(k, v) for k, v in table.items()}
 
 
 class GridError(StrategyError):
@@ -117,15 +139,16 @@ class Grid:
         """Validate every axis value against the strategy's parameters or EngineConfig."""
         axes = []
         for name, raw in spec.items():
-            if name in RESERVED_COLUMNS:
-                raise GridError(f"grid axis {name!r} clashes with a reserved result column")
-            values = expand_values(name, raw)
+            if not is_param_column(name):
+                raise GridError(f"grid axis {name!r} clashes with a result column")
+            values = [_none_word(name, v) for v in expand_values(name, raw)]
             if name in strategy.params:
                 p = strategy.params[name]
                 values = [p.check(name, v) for v in values]
             elif name in ENGINE_AXES:
                 kind = type(getattr(EngineConfig(), name))
-                if kind is float:  # 0 and 0.001 on one axis are both fractions
+                if kind is float or name in OPTIONAL_ENGINE_FIELDS:
+                    # 0 and 0.001 on one axis are both fractions
                     values = [float(v) if isinstance(v, int) and not isinstance(v, bool)
                               else v for v in values]
                 for v in values:

@@ -1,5 +1,5 @@
 """Planning: runs split into chunks (a contiguous block of combinations x every window),
-sized to about a second of work by timing a sample, enumerated by index arithmetic.
+sized to about half a second of work by timing a sample, enumerated by index arithmetic.
 
 A chunk holds all the windows of its combinations because a run's weights are computed
 once for all of them (walk-forward's train windows cost one strategy pass, not one a
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweep.spec import ResolvedSweep
+if TYPE_CHECKING:
+    from sweep.spec import ResolvedSweep
 
-__all__ = ["Chunk", "Plan", "calibrate_chunk_size"]
+__all__ = ["TARGET_SECONDS", "Chunk", "Plan", "calibrate_chunk_size", "seconds_per_combo"]
 
 # A task should take ~0.5-2 s: far above Dask's per-task cost (a few ms on the
 # scheduler and the client), and short enough that the last tasks end together.
@@ -23,12 +25,6 @@ TARGET_SECONDS = 0.5
 CALIBRATION_CALLS = 7      # timed calls of the sample, at most ...
 CALIBRATION_SECONDS = 0.5  # ... or until they took this long
 MAX_CHUNK = 200_000
-
-
-# Version of the chunk layout, stored with the plan: a sweep.json of another layout
-# cannot be resumed (its chunk ids mean other runs).
-LAYOUT = 2
-
 
 # Chunks are grouped into segments of about this many combination positions: a worker
 # prepares the strategy's indicators for a whole segment once and keeps it, because
@@ -47,15 +43,24 @@ class Chunk:
     stop: int
     segment: tuple[int, int]
 
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
 
 @dataclass(frozen=True)
 class Plan:
-    """Chunk boundaries. Stored in sweep.json so a resumed sweep cuts the same chunks."""
+    """Chunk boundaries. Stored in sweep.json so a resumed sweep cuts the same chunks.
+
+    Example:
+        >>> plan = Plan(chunk_size=400, n_combos=1000, n_windows=2)
+        >>> plan.n_chunks, plan.chunk(2).start, plan.chunk(2).stop
+        (3, 800, 1000)
+    """
 
     chunk_size: int
     n_combos: int
     n_windows: int
-    layout: int = LAYOUT
 
     @property
     def n_chunks(self) -> int:
@@ -72,15 +77,20 @@ class Plan:
         for chunk_id in range(self.n_chunks):
             yield self.chunk(chunk_id)
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
 
 def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET_SECONDS,
-                         sample: int = 64) -> int:
-    """Combination positions per chunk so that a chunk takes about ``target_seconds``:
-    times the compiled loop (with the PBO block statistics, as a task runs it) on a
-    sample of combinations spread evenly over the grid, on all the windows.
+                         per_combo: float | None = None) -> int:
+    """Combination positions per chunk so that a chunk takes about ``target_seconds``
+    (``per_combo``: :func:`seconds_per_combo`, measured here when not given)."""
+    if per_combo is None:
+        per_combo = seconds_per_combo(resolved)
+    return int(min(MAX_CHUNK, max(1, target_seconds / max(per_combo, 1e-9))))
+
+
+def seconds_per_combo(resolved: ResolvedSweep, sample: int = 64) -> float:
+    """Seconds of one worker thread a combination position costs (all windows): times
+    the compiled loop (with the PBO block statistics, as a task runs it) on a sample of
+    combinations spread evenly over the grid.
 
     The strategy's ``prepare`` is not timed: a worker prepares a whole segment's
     indicators once (see SEGMENT_COMBOS), so a chunk's time is the loop's. (Timed in, it
@@ -105,10 +115,10 @@ def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET
         table = resolved.grid.take(resolved.combos[picks])
         spread = picks.size
     if table.height == 0:
-        return min(MAX_CHUNK, max(1, n))
-    panel, strategy, config = resolved.panel, resolved.strategy, resolved.config
-    windows, blocks = resolved.windows, resolved.spec.pbo_blocks
-    evaluate_windows(panel, strategy, table.head(1), config, windows)  # compile/load kernels
+        return 0.0
+    panel, strategy = resolved.panel, resolved.strategy
+    evaluate_windows(panel, strategy, table.head(1), resolved.config, resolved.windows,
+                     market=resolved.market)  # compile or load the kernels
     prepared = strategy.prepare(panel, strategy_columns(strategy, table))
     # The fastest of a few calls: one call may take only milliseconds, and the cluster is
     # starting on the same cores meanwhile, so a single timing is at the mercy of a
@@ -117,12 +127,12 @@ def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET
     spent = 0.0
     for _ in range(CALIBRATION_CALLS):
         started = time.perf_counter()
-        evaluate_windows(panel, strategy, table, config, windows, blocks=blocks,
-                         prepared=prepared)
+        evaluate_windows(panel, strategy, table, resolved.config, resolved.windows,
+                         blocks=resolved.spec.pbo_blocks, prepared=prepared,
+                         market=resolved.market)
         took = time.perf_counter() - started
         best = min(best, took)
         spent += took
         if spent > CALIBRATION_SECONDS:
             break
-    per_position = best / spread
-    return int(min(MAX_CHUNK, max(1, target_seconds / max(per_position, 1e-9))))
+    return best / spread

@@ -1,29 +1,54 @@
-"""Sweep specifications (TOML or Python) and their validation before any cluster work."""
+"""Sweep specifications (TOML or Python) and their validation before any cluster work.
+
+:class:`SweepSpec` is what the user wrote (plain data; its digest is the identity of the
+runs it describes). :meth:`SweepSpec.resolve` checks everything against the strategy, the
+engine and the data and returns a :class:`ResolvedSweep`: the strategy, the engine
+config, the grid, the loaded panel, the windows (``sweep.windows.Window``; for a
+``[walk_forward]`` table, the folds' train windows) and the runs schema.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 import strategies
 from engine import EngineConfig, Panel, PanelError
+from engine.metrics import bars_per_year
 from strategies import Strategy, StrategyError
-from sweep.grid import Grid, GridError
-from sweep.windows import resolve_window_spec
+from sweep.grid import Grid, GridError, engine_values, strategy_columns
+from sweep.schema import RunsSchema
+from sweep.select import Selection, SelectionError
+from sweep.windows import (
+    Fold,
+    Length,
+    Schedule,
+    Window,
+    WindowError,
+    make_folds,
+    parse_length,
+    windows_from_spec,
+)
 
-__all__ = ["ResolvedSweep", "SpecError", "SweepSpec"]
+__all__ = ["DEFAULT_PBO_BLOCKS", "ResolvedSweep", "SpecError", "SweepSpec",
+           "WalkForwardConfig"]
 
 _TOP_KEYS = {
     "name", "strategy", "data", "constraints", "engine", "grid", "windows", "samples", "seed",
     "walk_forward", "description", "pbo_blocks", "modules",
 }
+_DATA_KEYS = {"source", "adjust", "features"}
+_WF_KEYS = {"train", "test", "step", "anchored", "purge", *Selection.keys()}
 DEFAULT_PBO_BLOCKS = 16
 
 
@@ -32,8 +57,41 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class WalkForwardConfig:
+    """A ``[walk_forward]`` table: train windows rolling (or expanding) by ``step``, each
+    followed after ``purge`` by a test window of ``test``; the winner of a train window
+    by ``selection`` trades its test window."""
+
+    schedule: Schedule
+    test: Length
+    purge: Length = 0
+    selection: Selection = field(default_factory=Selection)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> WalkForwardConfig:
+        """Example:
+        >>> WalkForwardConfig.from_dict({"train": "2Y", "test": "6M"}).schedule.step
+        '6mo'
+        """
+        unknown = sorted(set(raw) - _WF_KEYS)
+        if unknown:
+            raise WindowError(f"unknown key(s) {unknown}; known: {sorted(_WF_KEYS)}")
+        for key in ("train", "test"):
+            if key not in raw:
+                raise WindowError(f"'{key}' is required (bars, or a duration like '2Y')")
+        schedule = Schedule.parse(raw["train"], raw.get("step", raw["test"]),
+                                  raw.get("anchored", False), ("train", "step"))
+        return cls(schedule, parse_length(raw["test"], "test"),
+                   parse_length(raw.get("purge", 0), "purge", minimum=0),
+                   Selection.from_dict(raw))
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """What to sweep: data, strategy, grid, engine settings and date windows.
+
+    ``data`` is a data string (``"synthetic:..."``, ``"sample:stocks"``, a file, folder or
+    glob) or a table ``{source, adjust, features}``.
 
     Example:
         >>> spec = SweepSpec(name="demo", strategy="ma_cross",
@@ -45,7 +103,7 @@ class SweepSpec:
 
     name: str
     strategy: str
-    data: str
+    data: str | Mapping[str, Any]
     grid: Mapping[str, Any] = field(default_factory=dict)
     constraints: tuple[str, ...] = ()
     engine: Mapping[str, Any] = field(default_factory=dict)
@@ -60,7 +118,7 @@ class SweepSpec:
     # ----------------------------------------------------------------- loading
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
-        """Read a TOML config; relative data paths are relative to the file."""
+        """Read a TOML config; relative file paths are relative to the config file."""
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text())
@@ -70,16 +128,7 @@ class SweepSpec:
             raise SpecError(f"{path}: cannot read ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{path}: invalid TOML ({exc})") from None
-        data = raw.get("data")
-        if isinstance(data, str) and ":" not in data.split("/")[0] and not Path(data).is_absolute():
-            raw["data"] = str((path.parent / data).resolve())
-        modules = raw.get("modules")
-        if isinstance(modules, list):  # file paths are relative to the config, like data
-            raw["modules"] = [
-                str((path.parent / m).resolve()) if isinstance(m, str) and m.endswith(".py")
-                and not Path(m).is_absolute() else m for m in modules
-            ]
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(_relative_to(raw, path.parent), source=str(path))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str | None = None) -> SweepSpec:
@@ -87,12 +136,13 @@ class SweepSpec:
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise SpecError(f"{where}unknown key(s) {unknown}; known keys: {sorted(_TOP_KEYS)}")
-        for key in ("name", "strategy", "data"):
+        for key in ("name", "strategy"):
             if not isinstance(raw.get(key), str) or not raw[key].strip():
                 raise SpecError(f"{where}'{key}' is required and must be a non-empty string")
         name = raw["name"]
         if any(c in name for c in "/\\") or name.startswith("."):
             raise SpecError(f"{where}'name' {name!r} must be a plain folder name")
+        data = _data_value(raw.get("data"), where)
         tables = {"grid": raw.get("grid", {}), "engine": raw.get("engine", {})}
         for key, value in tables.items():
             if not isinstance(value, Mapping):
@@ -100,7 +150,8 @@ class SweepSpec:
         constraints = raw.get("constraints", [])
         if isinstance(constraints, str):
             constraints = [constraints]
-        if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
+        if not isinstance(constraints, list | tuple) or not all(isinstance(c, str)
+                                                                for c in constraints):
             raise SpecError(f"{where}'constraints' must be a list of strings")
         samples = raw.get("samples")
         if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
@@ -116,13 +167,17 @@ class SweepSpec:
                 f"{where}'pbo_blocks' must be 0 (no PBO) or an even number >= 4, got {blocks!r}"
             )
         modules = raw.get("modules", [])
-        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        if not isinstance(modules, list | tuple) or not all(isinstance(m, str)
+                                                            for m in modules):
             raise SpecError(f"{where}'modules' must be a list of .py paths or module names")
         for key in ("windows", "walk_forward"):
             if raw.get(key) is not None and not isinstance(raw[key], Mapping):
                 raise SpecError(f"{where}[{key}] must be a table")
+        if raw.get("windows") is not None and raw.get("walk_forward"):
+            raise SpecError(f"{where}[windows] and [walk_forward] exclude each other: the "
+                            "folds are the windows")
         return cls(
-            name=name, strategy=raw["strategy"], data=raw["data"], grid=dict(tables["grid"]),
+            name=name, strategy=raw["strategy"], data=data, grid=dict(tables["grid"]),
             constraints=tuple(constraints), engine=dict(tables["engine"]),
             windows=dict(raw["windows"]) if raw.get("windows") is not None else None,
             samples=samples, seed=seed, pbo_blocks=blocks, modules=tuple(modules),
@@ -132,9 +187,9 @@ class SweepSpec:
 
     # ------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (what sweep.json stores and what the identity hashes)."""
+        """The spec as plain data (what sweep.json stores and what workers rebuild)."""
         out: dict[str, Any] = {
-            "name": self.name, "strategy": self.strategy, "data": self.data,
+            "name": self.name, "strategy": self.strategy, "data": _plain(self.data),
             "grid": _plain(self.grid), "constraints": list(self.constraints),
             "engine": _plain(self.engine), "windows": _plain(self.windows),
             "samples": self.samples, "seed": self.seed, "pbo_blocks": self.pbo_blocks,
@@ -147,9 +202,25 @@ class SweepSpec:
 
     @property
     def digest(self) -> str:
-        """Hash of the spec's content (not of where it came from)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Hash of what decides the runs (not of where the spec came from, nor of how
+        walk-forward picks its winners: choosing by another objective reuses the runs)."""
+        content = self.to_dict()
+        if "walk_forward" in content:
+            content["walk_forward"] = {k: v for k, v in content["walk_forward"].items()
+                                       if k not in Selection}
+        text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    @property
+    def data_source(self) -> str:
+        """The data string (``data``, or its table's ``source``)."""
+        return self.data if isinstance(self.data, str) else str(self.data["source"])
+
+    @property
+    def data_is_recipe(self) -> bool:
+        """Data a worker rebuilds from the string itself (synthetic or bundled samples)
+        rather than receives: only when no file option goes with it."""
+        return isinstance(self.data, str) and self.data.startswith(("synthetic", "sample:"))
 
     # ---------------------------------------------------------- validation
     def resolve(self, panel: Panel | None = None, *, load_modules: bool = True
@@ -171,7 +242,7 @@ class SweepSpec:
         except StrategyError as exc:
             raise SpecError(f"{where}{exc}") from None
         try:
-            config = EngineConfig.from_dict(dict(self.engine))
+            config = EngineConfig.from_dict(engine_values(self.engine))
         except (ValueError, TypeError) as exc:
             raise SpecError(f"{where}[engine] {exc}") from None
         try:
@@ -180,10 +251,21 @@ class SweepSpec:
             raise SpecError(f"{where}[grid] {exc}") from None
         if panel is None:
             panel = _load_data(self.data, where)
+        rate = bars_per_year(panel.timestamps, config.periods_per_year)
+        folds = None
+        selection = Selection()
         try:
-            windows = resolve_window_spec(panel, self.windows)
-        except ValueError as exc:
-            raise SpecError(f"{where}[windows] {exc}") from None
+            if self.walk_forward:
+                wf = WalkForwardConfig.from_dict(self.walk_forward)
+                selection = wf.selection
+                folds = make_folds(panel, wf.schedule, wf.test, wf.purge, rate)
+                _check_folds(folds, self.walk_forward, panel)
+                windows = [f.train for f in folds]
+            else:
+                windows = windows_from_spec(panel, self.windows, rate)
+        except (WindowError, SelectionError) as exc:
+            table = "walk_forward" if self.walk_forward else "windows"
+            raise SpecError(f"{where}[{table}] {exc}") from None
         combos = _combos(grid, self.samples, self.seed)
         if (combos is not None and combos.size == 0) or (combos is None and _empty(grid)):
             raise SpecError(
@@ -195,12 +277,29 @@ class SweepSpec:
         probe = _probe(grid, combos)
         if probe.height:
             try:
-                strategy.prepare(panel.take(0, min(panel.n_bars, 2)), _columns(strategy, probe))
+                strategy.prepare(panel.take(0, min(panel.n_bars, 2)),
+                                 strategy_columns(strategy, probe))
             except StrategyError as exc:
                 raise SpecError(f"{where}{exc}") from None
             except Exception:
                 pass  # not a bad parameter: such runs fail one by one and are recorded
-        return ResolvedSweep(self, strategy, config, grid, panel, windows, combos)
+        return ResolvedSweep(self, strategy, config, grid, panel, tuple(windows),
+                             None if folds is None else tuple(folds), combos, selection)
+
+
+def _check_folds(folds: list[Fold], raw: Mapping[str, Any], panel: Panel) -> None:
+    overlap = [(a.index, b.index) for a, b in itertools.pairwise(folds)
+               if b.test.start_bar < a.test.end_bar]
+    if overlap:
+        raise WindowError(
+            f"step {raw.get('step')!r} is shorter than test {raw['test']!r}: the test "
+            f"windows of folds {overlap[0]} overlap and cannot be stitched into one "
+            "out-of-sample curve")
+    if not folds:
+        raise WindowError(
+            f"no fold fits: train {raw['train']!r} + purge {raw.get('purge', 0)!r} + test "
+            f"{raw['test']!r} is longer than the data ({panel.n_bars} bars, "
+            f"{panel.timestamps[0]!s:.10} .. {panel.timestamps[-1]!s:.10})")
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,15 +311,18 @@ class ResolvedSweep:
     config: EngineConfig
     grid: Grid
     panel: Panel
-    windows: list[tuple[int, int]]
+    windows: tuple[Window, ...]
+    folds: tuple[Fold, ...] | None  # walk-forward: windows are the folds' train windows
     combos: np.ndarray | None  # sampled combination indices (sorted); None = whole grid
+    selection: Selection  # how the best run of a window is chosen (overfit summary, WF)
+    market: Any = None  # per-bar benchmark / risk-free series for the engine (None: none)
 
     @property
     def n_combos(self) -> int:
         """Combination indices to visit (before constraints when the grid is not sampled)."""
         return self.grid.size if self.combos is None else int(self.combos.size)
 
-    @property
+    @cached_property
     def n_runs(self) -> int:
         """Runs after constraints, over all windows (exact; counts block by block)."""
         if self.combos is not None:
@@ -231,20 +333,71 @@ class ResolvedSweep:
             valid += self.grid.block(start, start + step).height
         return valid * len(self.windows)
 
-    def combos_table(self, start: int, stop: int):
+    @cached_property
+    def schema(self) -> RunsSchema:
+        """The columns of this sweep's runs files."""
+        params = self.grid.block(0, 0).drop("combo").schema
+        return RunsSchema(tuple(params.items()), self.spec.pbo_blocks)
+
+    def combos_table(self, start: int, stop: int) -> pl.DataFrame:
         """Grid rows for combination positions ``start .. stop-1`` (constraints applied)."""
         if self.combos is None:
             return self.grid.block(start, stop)
         return self.grid.take(self.combos[start:stop])
 
 
-def _load_data(data: str, where: str) -> Panel:
-    from engine.data import parse_data_spec
+def _relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """File paths of a TOML config (data, features, modules) made relative to its
+    folder; data strings with a scheme ("synthetic:", "sample:", "s3://") stay."""
+    raw = dict(raw)
 
+    def path(value: Any) -> Any:
+        if isinstance(value, str) and value and ":" not in value.split("/")[0] \
+                and not Path(value).is_absolute():
+            return str((folder / value).resolve())
+        return value
+
+    data = raw.get("data")
+    if isinstance(data, str):
+        raw["data"] = path(data)
+    elif isinstance(data, Mapping):
+        raw["data"] = {k: path(v) if k in ("source", "features") else v
+                       for k, v in data.items()}
+    modules = raw.get("modules")
+    if isinstance(modules, list):
+        raw["modules"] = [path(m) if isinstance(m, str) and m.endswith(".py") else m
+                          for m in modules]
+    return raw
+
+
+def _data_value(data: Any, where: str) -> str | dict[str, Any]:
+    if isinstance(data, str) and data.strip():
+        return data
+    if isinstance(data, Mapping):
+        unknown = sorted(set(data) - _DATA_KEYS)
+        if unknown:
+            raise SpecError(f"{where}[data] unknown key(s) {unknown}; known: "
+                            f"{sorted(_DATA_KEYS)}")
+        if not isinstance(data.get("source"), str) or not data["source"].strip():
+            raise SpecError(f"{where}[data] needs 'source' (a data string or path)")
+        if not isinstance(data.get("adjust", False), bool):
+            raise SpecError(f"{where}[data] 'adjust' must be true or false")
+        if "features" in data and not isinstance(data["features"], str):
+            raise SpecError(f"{where}[data] 'features' must be a file path")
+        return dict(data)
+    raise SpecError(f"{where}'data' is required: a data string or path, or a [data] table")
+
+
+def _load_data(data: str | Mapping[str, Any], where: str) -> Panel:
+    from engine.data import load_panel, parse_data_spec
+
+    source = data if isinstance(data, str) else data["source"]
+    options = {} if isinstance(data, str) else {k: v for k, v in data.items()
+                                                if k != "source"}
     try:
-        return parse_data_spec(data)
+        return load_panel(source, **options) if options else parse_data_spec(source)
     except (PanelError, ValueError, ImportError, OSError) as exc:
-        raise SpecError(f"{where}data {data!r}: {exc}") from None
+        raise SpecError(f"{where}data {source!r}: {exc}") from None
 
 
 def _combos(grid: Grid, samples: int | None, seed: int) -> np.ndarray | None:
@@ -266,11 +419,9 @@ def _combos(grid: Grid, samples: int | None, seed: int) -> np.ndarray | None:
     return np.sort(chosen[:samples])
 
 
-def _probe(grid: Grid, combos: np.ndarray | None, limit: int = 100_000) -> Any:
+def _probe(grid: Grid, combos: np.ndarray | None, limit: int = 100_000) -> pl.DataFrame:
     """Valid combinations that hold every value of every axis (as far as the constraints
     and the first ``limit`` combinations allow): what validation runs prepare() on."""
-    import polars as pl
-
     table = grid.block(0, limit) if combos is None else grid.take(combos[:limit])
     if not grid.names or table.height == 0:
         return table.head(1)
@@ -284,12 +435,6 @@ def _probe(grid: Grid, combos: np.ndarray | None, limit: int = 100_000) -> Any:
 def _empty(grid: Grid) -> bool:
     step = 1_000_000
     return all(grid.block(s, s + step).height == 0 for s in range(0, grid.size, step))
-
-
-def _columns(strategy: Strategy, table: Any) -> dict[str, np.ndarray]:
-    from sweep.grid import strategy_columns
-
-    return strategy_columns(strategy, table)
 
 
 def _plain(value: Any) -> Any:

@@ -1,31 +1,59 @@
-"""The result store: ``OUT/NAME/sweep.json`` and hive-partitioned ``runs/window=K/*.parquet``.
+"""The result store: the folder ``OUT/NAME`` of one sweep.
 
-Every file appears atomically (written to a hidden temp file in the same folder, then
+What a sweep writes there, and nothing else, is the store's: ``sweep.json`` (the record,
+see sweep.record), ``runs/window=K/part-NNNNNNN.parquet`` (one file a chunk and window),
+``.tmp/`` (files being written), ``.quarantine/`` (damaged chunk files moved aside),
+``.worker-token`` and the walk-forward outputs. A folder that holds other things and no
+``sweep.json`` is refused, and ``--overwrite`` removes only the store's own files.
+
+Every file appears atomically (written to a hidden temp file on the same filesystem, then
 renamed), so a reader never sees a partial file and a crash leaves only whole chunks.
-Which chunks are done is read from the files themselves: that is what resume trusts.
+Which chunks are done is read from the files themselves, each checked (its Parquet ends,
+its footer's columns and row count against the plan) before resume trusts it.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
+from sweep.record import SweepRecord
+from sweep.schema import check_part, part_files, scan_runs
 
-__all__ = ["ResultStore", "StoreChangedError", "atomic_write", "load_results"]
+__all__ = [
+    "RECORD_NAME",
+    "TOKEN_NAME",
+    "WALK_FORWARD_FILES",
+    "ResultStore",
+    "StoreChangedError",
+    "StoreError",
+    "atomic_write",
+    "load_results",
+]
 
-_PART = re.compile(r"^part-(\d+)\.parquet$")
+RECORD_NAME = "sweep.json"
+TOKEN_NAME = ".worker-token"
+WALK_FORWARD_FILES = ("folds.parquet", "oos_equity.parquet")
+_OWN_DIRS = ("runs", ".tmp", ".quarantine")
+# Temp files of atomic writes: ".<target name>.<random>.tmp"
+_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]+\.tmp$")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+class StoreError(ValueError):
+    """An output folder the sweep must not or cannot use; the message names it and why."""
+
+
+class StoreChangedError(RuntimeError):
+    """The result folder was taken over (cleared, or another sweep) while writing."""
 
 
 def atomic_write(path: Path, write: Callable[[str], None],
@@ -47,8 +75,10 @@ def atomic_write(path: Path, write: Callable[[str], None],
     return path
 
 
-class StoreChangedError(RuntimeError):
-    """The result folder was taken over (cleared, or another sweep) while writing."""
+def _describe(paths: Sequence[Path], root: Path, limit: int = 5) -> str:
+    names = [str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in paths[:limit]]
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(names) + more
 
 
 class ResultStore:
@@ -57,35 +87,96 @@ class ResultStore:
     Example:
         >>> import tempfile
         >>> store = ResultStore(Path(tempfile.mkdtemp()) / "demo")
-        >>> store.read_meta() is None
+        >>> store.read_record() is None
         True
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.meta_path = self.root / "sweep.json"
+        self.record_path = self.root / RECORD_NAME
         self.runs = self.root / "runs"
+        self.tmp = self.root / ".tmp"
+        self.quarantine_dir = self.root / ".quarantine"
+        self.token = self.root / TOKEN_NAME
 
-    def read_meta(self) -> dict[str, Any] | None:
-        if not self.meta_path.exists():
-            return None
+    # ------------------------------------------------------------ the location
+    def is_store(self) -> bool:
+        return self.record_path.is_file()
+
+    def foreign_entries(self) -> list[Path]:
+        """What is in the folder that a sweep does not write (sorted)."""
+        if not self.root.is_dir():
+            return []
+        own = {RECORD_NAME, TOKEN_NAME, *_OWN_DIRS, *WALK_FORWARD_FILES}
+        return sorted(p for p in self.root.iterdir()
+                      if p.name not in own and not self._is_own_temp(p))
+
+    def _is_own_temp(self, p: Path) -> bool:
+        m = _TEMP.match(p.name)
+        return bool(m) and m.group(1) in (RECORD_NAME, *WALK_FORWARD_FILES)
+
+    def check_location(self) -> None:
+        """StoreError unless ``OUT/NAME`` is absent, empty, or a sweep's store: never
+        write into (or later clear) a folder of the user's."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} exists and is not a folder; choose another "
+                             "--out or name")
+        if self.root.is_dir() and not self.is_store():
+            entries = sorted(self.root.iterdir())
+            if entries:
+                raise StoreError(
+                    f"{self.root} is not a sweep's results folder (no {RECORD_NAME}) and "
+                    f"holds {len(entries)} item(s): {_describe(entries, self.root)}; "
+                    "backsweep does not write into it. Choose another --out or name, or "
+                    "move those files away")
+
+    def ensure_writable(self) -> None:
+        """StoreError naming the path and the reason when ``OUT/NAME`` cannot be created
+        or written. Creates nothing that stays: folders made for the probe are removed."""
+        made: list[Path] = []
         try:
-            return json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{self.meta_path}: unreadable ({exc}); use --overwrite") from None
+            missing = []
+            p = self.root
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            if not p.is_dir():
+                raise StoreError(f"cannot create {self.root}: {p} is a file, not a folder")
+            for folder in reversed(missing):
+                folder.mkdir()
+                made.append(folder)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StoreError(f"cannot write results to {self.root}: "
+                             f"{exc.strerror or exc}") from None
+        finally:
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        text = json.dumps(meta, indent=2, sort_keys=True, default=str)
-        atomic_write(self.meta_path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    # ---------------------------------------------------------------- the record
+    def read_record(self) -> SweepRecord | None:
+        """The stored record (None: no sweep.json); RecordError when unusable."""
+        if not self.record_path.exists():
+            return None
+        return SweepRecord.read(self.record_path)
 
+    def write_record(self, record: SweepRecord) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        record.write(self.record_path)
+
+    # ---------------------------------------------------------------- the chunks
     def chunk_path(self, window: int, chunk_id: int) -> Path:
         return self.runs / f"window={window}" / f"part-{chunk_id:07d}.parquet"
 
-    def write_chunk(self, window: int, chunk_id: int, table: pa.Table,
+    def write_chunk(self, window: int, chunk_id: int, table: Any,
                     still_ours: Callable[[], bool] | None = None) -> Path:
-        """Write one window's file of a chunk. ``still_ours`` is asked just before the
-        rename (a worker checks that the sweep it writes for still owns the folder);
-        False raises StoreChangedError and leaves nothing behind."""
+        """Write one window's file of a chunk (an Arrow table). ``still_ours`` is asked
+        just before the rename (a worker checks that the sweep it writes for still owns
+        the folder); False raises StoreChangedError and leaves nothing behind."""
+        import pyarrow.parquet as pq
 
         def write(tmp: str) -> None:
             # Statistics only where a reader filters (not the PBO block lists), and no
@@ -100,52 +191,123 @@ class ResultStore:
                 raise StoreChangedError(f"{self.root} no longer belongs to this sweep")
 
         # The temp file is not inside runs/: a scan of runs/ must only ever see part files.
-        return atomic_write(self.chunk_path(window, chunk_id), write, tmp_dir=self.root / ".tmp")
+        return atomic_write(self.chunk_path(window, chunk_id), write, tmp_dir=self.tmp)
 
-    def done_chunks(self, n_windows: int = 1) -> set[int]:
-        """Chunk ids with a complete file on disk in each of the ``n_windows`` windows (a
-        chunk is written one window at a time; a crash in between leaves it to redo)."""
-        files: dict[int, int] = {}
-        if not self.runs.exists():
-            return set()
-        for part in self.runs.glob("window=*/part-*.parquet"):
-            m = _PART.match(part.name)
-            if m:
-                cid = int(m.group(1))
-                files[cid] = files.get(cid, 0) + 1
-        return {cid for cid, n in files.items() if n >= n_windows}
+    def chunk_files(self) -> dict[int, list[tuple[int, Path]]]:
+        """Chunk id -> [(window, path)] of the part files on disk."""
+        out: dict[int, list[tuple[int, Path]]] = {}
+        for window, cid, path in part_files(self.runs):
+            out.setdefault(cid, []).append((window, path))
+        return out
 
+    def done_chunks(self, n_windows: int) -> set[int]:
+        """Chunk ids with a file on disk in each of the ``n_windows`` windows (unchecked:
+        a count; see :meth:`verified_chunks`)."""
+        return {cid for cid, files in self.chunk_files().items() if len(files) >= n_windows}
+
+    def verified_chunks(self, n_windows: int, names: Sequence[str],
+                        rows_of: Callable[[int], int]) -> tuple[set[int], list[Path]]:
+        """The chunks done on disk, each file checked (Parquet ends, the columns
+        ``names``, ``rows_of(chunk_id)`` rows); damaged files are moved into the
+        quarantine folder and their chunk left to recompute. Returns (done chunk ids,
+        the quarantined files' new paths)."""
+        done: set[int] = set()
+        moved: list[Path] = []
+        for cid, files in self.chunk_files().items():
+            rows = rows_of(cid)
+            whole = True
+            for _, path in files:
+                if check_part(path, names, rows) is not None:
+                    moved.append(self.quarantine(path))
+                    whole = False
+            if whole and len(files) >= n_windows:
+                done.add(cid)
+        return done, moved
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a damaged part file to ``.quarantine/`` (same relative path, a numbered
+        suffix if taken); returns where it went."""
+        rel = path.relative_to(self.runs)
+        target = self.quarantine_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        k = 1
+        while target.exists():
+            target = target.with_name(f"{rel.name}.{k}")
+            k += 1
+        os.replace(path, target)
+        return target
+
+    def count_runs(self) -> tuple[int, int]:
+        """(runs stored, runs that failed)."""
+        import polars as pl
+
+        if not part_files(self.runs):
+            return 0, 0
+        row = (scan_runs(self.root, check=False)
+               .select(pl.len().alias("n"), pl.col("error").is_not_null().sum().alias("e"))
+               .collect().row(0))
+        return int(row[0]), int(row[1])
+
+    # ------------------------------------------------------------------ cleaning
     def clean_temp_files(self) -> int:
         """Remove temp files a killed writer left behind (they are never read)."""
-        stale = list(self.root.rglob(".*.tmp")) if self.root.exists() else []
+        stale = []
+        if self.tmp.is_dir():
+            stale += [p for p in self.tmp.iterdir() if p.name.endswith(".tmp")]
+        if self.root.is_dir():
+            stale += [p for p in self.root.iterdir() if self._is_own_temp(p)]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def clear(self) -> None:
-        """Delete this sweep's results (for --overwrite)."""
+    def clear(self) -> list[Path]:
+        """Delete what a sweep wrote here (for --overwrite), and nothing else; returns
+        the other files and folders, left in place."""
         for attempt in range(5):
             try:
-                if self.root.exists():
-                    shutil.rmtree(self.root)
-                return
+                self._clear_once()
+                break
             except OSError:
                 # A task of the sweep being replaced may still be finishing a file here
                 # (it checks the folder's token before its rename, and then gives up).
                 if attempt == 4:
                     raise
                 time.sleep(0.2)
+        return self.foreign_entries() + self._foreign_in_runs()
+
+    def _clear_once(self) -> None:
+        if not self.root.is_dir():
+            return
+        for _, _, path in part_files(self.runs):
+            path.unlink(missing_ok=True)
+        if self.runs.is_dir():
+            for folder in self.runs.iterdir():
+                if folder.is_dir() and re.match(r"^window=\d+$", folder.name):
+                    _rmdir_if_empty(folder)
+            _rmdir_if_empty(self.runs)
+        for folder in (self.tmp, self.quarantine_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        for name in (RECORD_NAME, TOKEN_NAME, *WALK_FORWARD_FILES):
+            (self.root / name).unlink(missing_ok=True)
+        self.clean_temp_files()
+
+    def _foreign_in_runs(self) -> list[Path]:
+        return sorted(self.runs.rglob("*")) if self.runs.is_dir() else []
 
 
-def load_results(path: str | os.PathLike[str]) -> pl.LazyFrame:
-    """A sweep's runs as a polars LazyFrame (``path`` = ``OUT/NAME`` or its ``runs`` folder).
+def _rmdir_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # something of the user's is inside: it stays
+        folder.rmdir()
+
+
+def load_results(path: str | os.PathLike[str]) -> Any:
+    """A sweep's runs as a polars LazyFrame (``path`` = ``OUT/NAME`` or its ``runs``
+    folder). Every file is checked first: a damaged one raises ``DamagedFileError``
+    naming it (rerunning the sweep quarantines and recomputes it).
 
     Example:
         >>> import sweep
-        >>> # sweep.load_results("results/ma_demo").sort("sharpe", descending=True).head(5)
+        >>> sweep.load_results("results/ma_demo").collect()      # doctest: +SKIP
     """
-    path = Path(path)
-    runs = path if path.name == "runs" else path / "runs"
-    if not runs.is_dir() or not any(runs.glob("window=*/part-*.parquet")):
-        raise FileNotFoundError(f"{runs}: no sweep results here")
-    return pl.scan_parquet(runs / "**" / "part-*.parquet", hive_partitioning=True)
+    return scan_runs(path)
+

@@ -4,8 +4,8 @@ The whole grid runs on every train window through the same distributed sweep (th
 windows are the sweep's windows, so the store, resume and fault tolerance are the same).
 Each fold's winner by the objective then runs on the following test window, warmed up on
 the bars before it, and the test segments are stitched into one compounding out-of-sample
-equity curve. Outputs in ``OUT/NAME``: ``folds.parquet``, ``oos_equity.parquet`` and a
-``summary`` in ``sweep.json``.
+equity curve. Outputs in ``OUT/NAME``: ``folds.parquet``, ``oos_equity.parquet`` and the
+record's ``walk_forward`` summary in ``sweep.json``.
 
 ``oos_equity.parquet`` has ``timestamp``, ``fold``, ``equity`` (the stitched out-of-sample
 curve) and ``is_equity``: what the in-sample results promised over the same bars, i.e. each
@@ -16,130 +16,36 @@ The gap between the two lines is the in-sample optimism the walk-forward exposes
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine import METRIC_NAMES, Panel, run_backtest
-from engine.metrics import LOWER_IS_BETTER, metrics_vector, periods_per_year
+from engine import METRIC_NAMES, run_backtest
+from engine.metrics import metrics_vector
 from sweep.grid import ENGINE_AXES
+from sweep.record import FoldInfo, WalkForwardInfo, finite_or_none
 from sweep.runner import SweepSummary, run_sweep
-from sweep.spec import SpecError, SweepSpec
+from sweep.schema import scan_runs
+from sweep.select import select_best
+from sweep.spec import ResolvedSweep, SpecError, SweepSpec
 from sweep.store import ResultStore, atomic_write
-from sweep.trials import finite_or_none as _num
-from sweep.trials import window_overfit_stats
-from sweep.windows import advance, parse_length
+from sweep.trials import window_verdict
+from sweep.windows import Fold
 
-__all__ = ["Fold", "WalkForwardConfig", "WalkForwardResult", "make_folds", "walk_forward"]
-
-_WF_KEYS = {"train", "test", "step", "anchored", "purge", "objective", "filters", "min_trades"}
-_SELECTION_KEYS = ("objective", "filters", "min_trades")
+__all__ = ["WalkForwardResult", "walk_forward"]
 
 
-@dataclass(frozen=True)
-class WalkForwardConfig:
-    """The [walk_forward] table: lengths in bars (int) or calendar units ("2Y", "6M")."""
-
-    train: int | str
-    test: int | str
-    step: int | str
-    anchored: bool = False
-    purge: int = 0
-    objective: str = "sharpe"
-    filters: tuple[str, ...] = ()
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> WalkForwardConfig:
-        unknown = sorted(set(raw) - _WF_KEYS)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown}; known: {sorted(_WF_KEYS)}")
-        for key in ("train", "test"):
-            if key not in raw:
-                raise ValueError(f"'{key}' is required (bars, or a length like '2Y')")
-        train = parse_length(raw["train"], "train")
-        test = parse_length(raw["test"], "test")
-        step = parse_length(raw.get("step", raw["test"]), "step")
-        anchored = raw.get("anchored", False)
-        if not isinstance(anchored, bool):
-            raise ValueError(f"'anchored' must be true or false, got {anchored!r}")
-        purge = raw.get("purge", 0)
-        if isinstance(purge, bool) or not isinstance(purge, int) or purge < 0:
-            raise ValueError(f"'purge' must be a number of bars >= 0, got {purge!r}")
-        objective = raw.get("objective", "sharpe")
-        if objective not in METRIC_NAMES:
-            raise ValueError(f"objective {objective!r} is not a metric; metrics: "
-                             f"{', '.join(METRIC_NAMES)}")
-        filters = raw.get("filters", [])
-        if isinstance(filters, str):
-            filters = [filters]
-        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
-            raise ValueError("'filters' must be a list of conditions such as 'n_trades >= 10'")
-        if "min_trades" in raw:
-            n = raw["min_trades"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise ValueError(f"'min_trades' must be an integer >= 0, got {n!r}")
-            filters = [*filters, f"n_trades >= {n}"]
-        probe = pl.DataFrame({m: [0.0] for m in METRIC_NAMES})
-        for f in filters:
-            try:
-                probe.select(pl.sql_expr(f))
-            except Exception as exc:
-                raise ValueError(f"filter {f!r} is not a condition on metrics "
-                                 f"({str(exc).splitlines()[0]})") from None
-        return cls(train, test, step, anchored, purge, objective, tuple(filters))
-
-
-@dataclass(frozen=True)
-class Fold:
-    """Bar bounds (end exclusive) of one fold's train and test windows."""
-
-    fold: int
-    train: tuple[int, int]
-    test: tuple[int, int]
-
-
-def make_folds(panel: Panel, wf: WalkForwardConfig) -> list[Fold]:
-    """Train windows roll (or expand, if anchored) by ``step``; each test window starts
-    ``purge`` bars after its train window ends and lasts ``test``.
-
-    Example:
-        >>> from engine.data import synthetic_panel
-        >>> p = synthetic_panel(3, 1000, seed=1)
-        >>> [f.test for f in make_folds(p, WalkForwardConfig(500, 100, 100))][:2]
-        [(500, 600), (600, 700)]
-    """
-    folds: list[Fold] = []
-    start, end = 0, advance(panel, 0, wf.train)
-    while end <= panel.n_bars:
-        t0 = end + wf.purge
-        t1 = advance(panel, t0, wf.test) if t0 < panel.n_bars else panel.n_bars + 1
-        if t1 > panel.n_bars:
-            break
-        folds.append(Fold(len(folds), (0 if wf.anchored else start, end), (t0, t1)))
-        start = advance(panel, start, wf.step)
-        end = advance(panel, start, wf.train)
-    if wf.step == wf.test:
-        # Calendar lengths do not add up exactly (weekends, month ends): end each test
-        # window where the next one starts, so that the tests tile the data as with bars.
-        folds = [dataclasses.replace(f, test=(f.test[0], nxt.test[0]))
-                 for f, nxt in itertools.pairwise(folds)] + folds[-1:]
-    return folds
-
-
-@dataclass
+@dataclasses.dataclass
 class WalkForwardResult:
     """The sweep over the train windows and what walk-forward made of it."""
 
     sweep: SweepSummary
     folds: pl.DataFrame
     oos_equity: pl.DataFrame
-    summary: dict[str, Any]
+    summary: WalkForwardInfo
 
     @property
     def ok(self) -> bool:
@@ -147,14 +53,13 @@ class WalkForwardResult:
 
     def describe(self) -> str:
         s = self.summary
-        oos = s["oos_metrics"]
+        oos = s.oos_metrics
         return "\n".join([
             self.sweep.describe(),
-            f"walk-forward: {s['n_folds']} folds; out of sample: total return "
+            f"walk-forward: {s.n_folds} folds; out of sample: total return "
             f"{_pct(oos['total_return'])}, sharpe {_fmt(oos['sharpe'], '.2f')}, max drawdown "
             f"{_pct(oos['max_drawdown'])}",
-            f"  walk-forward efficiency {_fmt(s['wfe'])}, DSR {_fmt(s['dsr'])}, "
-            f"PBO {_fmt(s['pbo'])}",
+            f"  walk-forward efficiency {_fmt(s.wfe)}, DSR {_fmt(s.dsr)}, PBO {_fmt(s.pbo)}",
         ])
 
 
@@ -174,84 +79,42 @@ def walk_forward(
 ) -> WalkForwardResult:
     """Run a walk-forward validation described by the spec's [walk_forward] table.
 
+    The grid runs on every fold's train window as one sweep (resumable: a rerun reuses
+    the stored runs, also after choosing by another objective); each fold's winner then
+    trades its test window, warmed up on the bars before it.
+
     Example:
         >>> import sweep
         >>> spec = sweep.SweepSpec.from_toml("examples/walk_forward.toml")  # doctest: +SKIP
         >>> result = sweep.walk_forward(spec, out="results")                 # doctest: +SKIP
-        >>> result.summary["pbo"]                                            # doctest: +SKIP
+        >>> result.summary.pbo                                               # doctest: +SKIP
     """
     if not isinstance(spec, SweepSpec):
         spec = SweepSpec.from_toml(spec)
-    where = f"{spec.source}: " if spec.source else ""
     if not spec.walk_forward:
+        where = f"{spec.source}: " if spec.source else ""
         raise SpecError(f"{where}no [walk_forward] table in the config")
-    if spec.windows is not None:
-        raise SpecError(f"{where}[windows] and [walk_forward] exclude each other: the folds "
-                        "are the windows")
-    try:
-        wf = WalkForwardConfig.from_dict(spec.walk_forward)
-    except ValueError as exc:
-        raise SpecError(f"{where}[walk_forward] {exc}") from None
-    panel = spec.resolve().panel  # validates everything else first
-    folds = make_folds(panel, wf)
-    overlap = [(a.fold, b.fold) for a, b in itertools.pairwise(folds)
-               if b.test[0] < a.test[1]]
-    if overlap:
-        raise SpecError(
-            f"{where}[walk_forward] step {spec.walk_forward.get('step')!r} is shorter than "
-            f"test {spec.walk_forward['test']!r}: the test windows of folds {overlap[0]} "
-            "overlap and cannot be stitched into one out-of-sample curve")
-    if not folds:
-        raise SpecError(
-            f"{where}[walk_forward] no fold fits: train {spec.walk_forward['train']!r} + "
-            f"purge {wf.purge} + test {spec.walk_forward['test']!r} is longer than the data "
-            f"({panel.n_bars} bars, {panel.timestamps[0]!s:.10} .. "
-            f"{panel.timestamps[-1]!s:.10})"
-        )
-    ts = panel.timestamps
-    # The train sweep's identity leaves out the selection keys: choosing by another
-    # objective or filter reuses the stored runs instead of recomputing the grid.
-    train_spec = dataclasses.replace(
-        spec,
-        windows={"ranges": [[str(ts[f.train[0]]), str(ts[f.train[1] - 1])] for f in folds]},
-        walk_forward={k: v for k, v in spec.walk_forward.items() if k not in _SELECTION_KEYS},
-    )
-    summary = run_sweep(train_spec, client, out, **sweep_options)
-    store = ResultStore(summary.path)
+    resolved = spec.resolve()  # validates everything, the folds included
+    summary = run_sweep(resolved, client, out, **sweep_options)
     if summary.failed_chunks:
         raise RuntimeError(
             f"walk-forward needs every train run; {len(summary.failed_chunks)} chunk(s) "
             f"failed:\n{summary.describe()}"
         )
-    resolved = train_spec.resolve(panel)
-    runs = pl.scan_parquet(store.runs / "**" / "part-*.parquet", hive_partitioning=True)
-    folds_df, oos = _out_of_sample(resolved, runs, folds, wf)
-    result = _summarise(resolved, runs, folds, folds_df, oos, wf, summary)
-    atomic_write(store.root / "folds.parquet", result.folds.write_parquet)
+    store = ResultStore(summary.path)
+    runs = scan_runs(store.root, check=False)
+    folds_df, oos = _out_of_sample(resolved, runs)
+    info, folds_df = _summarise(resolved, runs, folds_df, oos)
+    atomic_write(store.root / "folds.parquet", folds_df.write_parquet)
     atomic_write(store.root / "oos_equity.parquet", oos.write_parquet)
-    meta = store.read_meta() or {}
-    meta["summary"] = result.summary
-    meta["folds"] = [
-        {"fold": f.fold, "train": [str(ts[f.train[0]]), str(ts[f.train[1] - 1])],
-         "test": [str(ts[f.test[0]]), str(ts[f.test[1] - 1])]} for f in folds
-    ]
-    store.write_meta(meta)
-    return result
+    record = store.read_record()
+    record.walk_forward = info
+    store.write_record(record)
+    return WalkForwardResult(summary, folds_df, oos, info)
 
 
-def _select(runs: pl.LazyFrame, fold: int, wf: WalkForwardConfig) -> dict[str, Any] | None:
-    """The fold's best run by the objective among runs passing the filters."""
-    lf = runs.filter((pl.col("window") == fold) & pl.col("error").is_null()
-                     & pl.col(wf.objective).is_not_nan())
-    for f in wf.filters:
-        lf = lf.filter(pl.sql_expr(f))
-    best = lf.sort([wf.objective, "combo"],
-                   descending=[wf.objective not in LOWER_IS_BETTER, False]).head(1).collect()
-    return best.row(0, named=True) if best.height else None
-
-
-def _out_of_sample(resolved: Any, runs: pl.LazyFrame, folds: list[Fold],
-                   wf: WalkForwardConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _out_of_sample(resolved: ResolvedSweep, runs: pl.LazyFrame
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
     panel, strategy, base = resolved.panel, resolved.strategy, resolved.config
     ts = panel.timestamps
     params = [n for n in resolved.grid.names if n in strategy.params]
@@ -259,26 +122,27 @@ def _out_of_sample(resolved: Any, runs: pl.LazyFrame, folds: list[Fold],
     rows, segments = [], []
     level = base.init_cash  # the stitched curve compounds across folds
     promised = base.init_cash
-    for f in folds:
-        best = _select(runs, f.fold, wf)
+    for f in resolved.folds or ():
+        best = _winner(runs, f, resolved)
+        test = f.test
         row: dict[str, Any] = {
-            "fold": f.fold, "train_start": ts[f.train[0]], "train_end": ts[f.train[1] - 1],
-            "test_start": ts[f.test[0]], "test_end": ts[f.test[1] - 1],
+            "fold": f.index, "train_start": f.train.start, "train_end": f.train.end,
+            "test_start": test.start, "test_end": test.end,
         }
+        bars = ts[test.start_bar:test.end_bar]
         if best is None:  # nothing passed the filters: stay in cash for this fold
             row |= {p: None for p in params + engine_axes}
             row |= {f"is_{m}": None for m in METRIC_NAMES}
             row |= {f"oos_{m}": None for m in METRIC_NAMES}
-            n = f.test[1] - f.test[0]
             segments.append(pl.DataFrame({
-                "timestamp": ts[f.test[0]:f.test[1]], "fold": [f.fold] * n,
-                "equity": [level] * n, "is_equity": [promised] * n}))
+                "timestamp": bars, "fold": [f.index] * test.bars,
+                "equity": [level] * test.bars, "is_equity": [promised] * test.bars}))
             rows.append(row)
             continue
         chosen = {p: best[p] for p in params}
         cfg = base.replace(**{a: best[a] for a in engine_axes}) if engine_axes else base
         weights = strategy.weights(panel, **chosen)
-        res = run_backtest(panel, weights, cfg, window=(ts[f.test[0]], ts[f.test[1] - 1]))
+        res = run_backtest(panel, weights, cfg, window=(test.start, test.end))
         row |= chosen | {a: best[a] for a in engine_axes}
         row |= {f"is_{m}": best[m] for m in METRIC_NAMES}
         row |= {f"oos_{m}": res.metrics[m] for m in METRIC_NAMES}
@@ -289,7 +153,7 @@ def _out_of_sample(resolved: Any, runs: pl.LazyFrame, folds: list[Fold],
             best["total_return"] > -1 else 0.0
         promised_curve = promised * growth ** np.arange(1, len(oos_curve) + 1)
         segments.append(pl.DataFrame({
-            "timestamp": ts[f.test[0]:f.test[1]], "fold": [f.fold] * len(oos_curve),
+            "timestamp": bars, "fold": [f.index] * len(oos_curve),
             "equity": oos_curve, "is_equity": promised_curve}))
         level, promised = float(oos_curve[-1]), float(promised_curve[-1])
     folds_df = pl.DataFrame(rows, infer_schema_length=None).with_columns(
@@ -299,48 +163,56 @@ def _out_of_sample(resolved: Any, runs: pl.LazyFrame, folds: list[Fold],
     return folds_df, oos
 
 
-def _summarise(resolved: Any, runs: pl.LazyFrame, folds: list[Fold], folds_df: pl.DataFrame,
-               oos: pl.DataFrame, wf: WalkForwardConfig, sweep: SweepSummary
-               ) -> WalkForwardResult:
+def _winner(runs: pl.LazyFrame, fold: Fold, resolved: ResolvedSweep) -> dict[str, Any] | None:
+    """The fold's best train run by the walk-forward's selection."""
+    best = select_best(runs.filter(pl.col("window") == fold.index), resolved.selection)
+    return best.row(0, named=True) if best.height else None
+
+
+def _summarise(resolved: ResolvedSweep, runs: pl.LazyFrame, folds_df: pl.DataFrame,
+               oos: pl.DataFrame) -> tuple[WalkForwardInfo, pl.DataFrame]:
     base = resolved.config
+    folds = resolved.folds or ()
     equity = oos["equity"].to_numpy()
-    # The data's bars per year: the stitched timestamps' span counts the bars between
-    # test windows when step > test, which would deflate volatility and Sharpe.
-    ppy = base.periods_per_year or periods_per_year(resolved.panel.timestamps)
-    values = metrics_vector(equity, np.zeros_like(equity), base.init_cash, ppy,
+    # The stitched curve's returns are the data's bars: annualised at the data's rate
+    # (the folds' windows carry it), not at the rate of the stitched timestamps' span,
+    # which counts the bars between test windows when step > test.
+    rate = folds[0].test.bars_per_year
+    values = metrics_vector(equity, np.zeros_like(equity), base.init_cash, rate,
                             float(folds_df["oos_fees"].fill_null(0).sum()), 0.0,
                             float(folds_df["oos_n_trades"].fill_null(0).sum()), 0.0, 0.0,
                             0.0, 0.0)
-    oos_metrics = {m: _num(v) for m, v in zip(METRIC_NAMES, values.tolist(), strict=True)
+    oos_metrics = {m: finite_or_none(v) for m, v in zip(METRIC_NAMES, values.tolist(),
+                                                          strict=True)
                    if m not in ("win_rate", "profit_factor", "turnover", "exposure")}
     is_cagr = folds_df["is_cagr"].drop_nulls()
     mean_is = float(is_cagr.mean()) if is_cagr.len() else float("nan")
     # Walk-forward efficiency: annualised OOS return over annualised IS return; undefined
     # (None) when the in-sample return is not positive, where the ratio would mislead.
-    wfe = oos_metrics["cagr"] / mean_is if mean_is > 0 else None
-    per_fold = [window_overfit_stats(runs, f.fold, wf.objective, wf.filters) for f in folds]
-    dsr = [p["dsr"] for p in per_fold if p["dsr"] is not None]
-    pbo = [p["pbo"] for p in per_fold if p["pbo"] is not None]
-    folds_df = folds_df.with_columns(
-        pl.Series("dsr", [p["dsr"] for p in per_fold], dtype=pl.Float64),
-        pl.Series("pbo", [p["pbo"] for p in per_fold], dtype=pl.Float64),
+    wfe = oos_metrics["cagr"] / mean_is if mean_is > 0 and oos_metrics["cagr"] is not None \
+        else None
+    verdicts = [window_verdict(runs, f.train, resolved.selection) for f in folds]
+    dsr = [v.dsr for v in verdicts]
+    pbo = [v.pbo for v in verdicts]
+    folds_df = folds_df.with_columns(pl.Series("dsr", dsr, dtype=pl.Float64),
+                                     pl.Series("pbo", pbo, dtype=pl.Float64))
+    known_dsr = [d for d in dsr if d is not None]
+    known_pbo = [p for p in pbo if p is not None]
+    info = WalkForwardInfo(
+        n_folds=len(folds), objective=resolved.selection.objective,
+        oos_metrics=oos_metrics, is_mean_cagr=finite_or_none(mean_is),
+        wfe=finite_or_none(wfe),
+        dsr=finite_or_none(float(np.mean(known_dsr))) if known_dsr else None,
+        pbo=finite_or_none(float(np.mean(known_pbo))) if known_pbo else None,
+        dsr_by_fold=dsr, pbo_by_fold=pbo,
+        param_stability=_stability(folds_df, resolved),
+        folds=[FoldInfo(f.index, [str(f.train.start), str(f.train.end)],
+                        [str(f.test.start), str(f.test.end)]) for f in folds],
     )
-    summary = {
-        "n_folds": len(folds),
-        "objective": wf.objective,
-        "oos_metrics": oos_metrics,
-        "is_mean_cagr": _num(mean_is),
-        "wfe": _num(wfe),
-        "dsr": _num(float(np.mean(dsr))) if dsr else None,
-        "pbo": _num(float(np.mean(pbo))) if pbo else None,
-        "dsr_by_fold": [p["dsr"] for p in per_fold],
-        "pbo_by_fold": [p["pbo"] for p in per_fold],
-        "param_stability": _stability(folds_df, resolved),
-    }
-    return WalkForwardResult(sweep, folds_df, oos, summary)
+    return info, folds_df
 
 
-def _stability(folds_df: pl.DataFrame, resolved: Any) -> dict[str, Any]:
+def _stability(folds_df: pl.DataFrame, resolved: ResolvedSweep) -> dict[str, Any]:
     """Per parameter: how often the most common choice was made, and how much numeric
     choices vary (coefficient of variation) across folds."""
     out: dict[str, Any] = {}
@@ -355,8 +227,6 @@ def _stability(folds_df: pl.DataFrame, resolved: Any) -> dict[str, Any]:
         if col.dtype.is_numeric():
             mean = float(col.cast(pl.Float64).mean())
             std = float(col.cast(pl.Float64).std()) if col.len() > 1 else 0.0
-            info["cv"] = _num(std / abs(mean)) if mean else None
+            info["cv"] = finite_or_none(std / abs(mean)) if mean else None
         out[name] = info
     return out
-
-

@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,16 @@ import pyarrow as pa
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine import METRIC_NAMES, Panel
-from sweep.evaluate import BLOCK_COLUMNS, evaluate_windows
+from sweep.evaluate import evaluate_windows
 from sweep.grid import ENGINE_AXES, strategy_columns
 from sweep.plan import Chunk
+from sweep.schema import BLOCK_COLUMNS, ERROR
 from sweep.spec import ResolvedSweep, SweepSpec
-from sweep.store import ResultStore, StoreChangedError
+from sweep.store import TOKEN_NAME, ResultStore, StoreChangedError
+from sweep.windows import Window
 
 __all__ = [
-    "StoreTarget", "SweepContextPlugin", "chunk_tables", "context", "result_schema", "run_chunk",
-    "sees_store",
+    "StoreTarget", "SweepContextPlugin", "chunk_tables", "context", "run_chunk", "sees_store",
 ]
 
 _CONTEXTS: dict[str, ResolvedSweep] = {}  # per worker process, by sweep key
@@ -45,10 +47,6 @@ class _Payload:
     panel: Panel | None  # None: rebuild from spec["data"]
 
 
-def _is_recipe(data: str) -> bool:
-    return data.startswith(("synthetic", "sample:"))
-
-
 class SweepContextPlugin(WorkerPlugin):
     """Worker plugin carrying one sweep's spec and data to every worker (also late ones)."""
 
@@ -57,7 +55,7 @@ class SweepContextPlugin(WorkerPlugin):
         self.name = f"backsweep-{key}"
         spec = resolved.spec
         self.payload = _Payload(spec.to_dict(), resolved.panel.fingerprint,
-                                None if _is_recipe(spec.data) else resolved.panel)
+                                None if spec.data_is_recipe else resolved.panel)
 
     def setup(self, worker: Any = None) -> None:
         install_context(self.key, self.payload)
@@ -76,7 +74,7 @@ def install_context(key: str, payload: _Payload) -> ResolvedSweep:
     if panel is None:
         from engine.data import parse_data_spec
 
-        panel = parse_data_spec(spec.data)
+        panel = parse_data_spec(spec.data_source)
         if panel.fingerprint != payload.fingerprint:
             raise RuntimeError(
                 f"data {spec.data!r} rebuilt on this worker differs from the client's "
@@ -97,23 +95,6 @@ def context(key: str) -> ResolvedSweep:
         ) from None
 
 
-def result_schema(resolved: ResolvedSweep) -> pa.Schema:
-    """Columns of the runs table, in order (the hive folder adds ``window``)."""
-    fields = [
-        pa.field("run_id", pa.string()), pa.field("chunk_id", pa.int64()),
-        pa.field("strategy", pa.string()), pa.field("window_start", pa.timestamp("ns")),
-        pa.field("window_end", pa.timestamp("ns")), pa.field("combo", pa.int64()),
-    ]
-    sample = resolved.grid.block(0, 0).drop("combo").to_arrow().schema
-    fields += [sample.field(i) for i in range(len(sample))]
-    fields += [pa.field(m, pa.float64()) for m in METRIC_NAMES]
-    blocks = resolved.spec.pbo_blocks
-    if blocks:
-        fields += [pa.field(c, pa.list_(pa.float64(), blocks)) for c in BLOCK_COLUMNS]
-    fields.append(pa.field("error", pa.string()))
-    return pa.schema(fields)
-
-
 @dataclass(frozen=True)
 class StoreTarget:
     """Where the client stores results, and a token the client wrote there: a worker that
@@ -123,15 +104,12 @@ class StoreTarget:
     token: str
 
 
-TOKEN_FILE = ".worker-token"
-
-
 def sees_store(target: StoreTarget) -> bool:
     """Does this process see the client's result store, and does the sweep still own it?
     (A local cluster, or a cluster on a shared filesystem; the client removes the token
     when it stops, so a task still running after an interrupted sweep writes nothing.)"""
     try:
-        return (Path(target.root) / TOKEN_FILE).read_text() == target.token
+        return (Path(target.root) / TOKEN_NAME).read_text() == target.token
     except OSError:
         return False
 
@@ -162,27 +140,26 @@ def chunk_tables(key: str, chunk: Chunk) -> list[pa.Table]:
     resolved = context(key)
     table, prepared = _segment_slice(key, resolved, chunk)
     frames, errors = _evaluate_isolating_errors(resolved, table, prepared)
-    ts = resolved.panel.timestamps
     n = table.height
-    schema = result_schema(resolved)
+    schema = resolved.schema.arrow
     out = []
-    for window, ((i0, i1), metrics) in enumerate(zip(resolved.windows, frames, strict=True)):
+    for w, metrics in zip(resolved.windows, frames, strict=True):
         frame = pl.concat(
             [
                 pl.DataFrame({
-                    "run_id": run_ids(resolved, table, window),
+                    "run_id": run_ids(resolved, table, w),
                     "chunk_id": np.full(n, chunk.chunk_id, dtype=np.int64),
                     "strategy": [resolved.strategy.name] * n,
-                    "window_start": np.repeat(ts[i0], n),
-                    "window_end": np.repeat(ts[i1 - 1], n),
+                    "window_start": np.repeat(w.start, n),
+                    "window_end": np.repeat(w.end, n),
                 }),
                 table,
                 metrics,
-                pl.DataFrame({"error": pl.Series(errors[window], dtype=pl.String)}),
+                pl.DataFrame({ERROR: pl.Series(errors[w.index], dtype=pl.String)}),
             ],
             how="horizontal",
         )
-        out.append(frame.to_arrow().cast(schema))
+        out.append(frame.to_arrow().select(schema.names).cast(schema))
     return out
 
 
@@ -257,7 +234,7 @@ def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
     W = len(windows)
     try:
         return (evaluate_windows(panel, strategy, table, config, windows, blocks=blocks,
-                                 prepared=prepared),
+                                 prepared=prepared, market=resolved.market),
                 [[None] * table.height for _ in range(W)])
     except Exception:
         pass  # find the runs that fail, one by one; the others still count
@@ -268,10 +245,11 @@ def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
             for c in BLOCK_COLUMNS
         )
 
-    def one(run: pl.DataFrame, wins: list[tuple[int, int]]
+    def one(run: pl.DataFrame, wins: Sequence[Window]
             ) -> tuple[list[pl.DataFrame], str | None]:
         try:
-            return evaluate_windows(panel, strategy, run, config, wins, blocks=blocks), None
+            return evaluate_windows(panel, strategy, run, config, wins, blocks=blocks,
+                                    market=resolved.market), None
         except Exception as exc:
             return [nan_row] * len(wins), (f"{type(exc).__name__}: {exc}"[:2000]
                                            or traceback.format_exc(1))
@@ -291,7 +269,7 @@ def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
     return [pl.concat(f) for f in frames], errors
 
 
-def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[str]:
+def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: Window) -> list[str]:
     """Deterministic run ids: a hash of strategy, every parameter (defaults included), the
     window's dates, the effective engine config and the data's fingerprint.
 
@@ -299,8 +277,6 @@ def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[s
     is built once: each grid column's distinct values are JSON-encoded once and spliced
     into a template, so a run costs one string concatenation (in polars) and one hash.
     """
-    i0, i1 = resolved.windows[window]
-    ts = resolved.panel.timestamps
     names = [c for c in table.columns if c != "combo"]
     slot = {name: f"\x00{k}\x00" for k, name in enumerate(names)}
     defaults = {k: p.default for k, p in resolved.strategy.params.items()}
@@ -309,7 +285,7 @@ def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: int) -> list[s
         "strategy": resolved.strategy.name,
         "params": defaults | {k: v for k, v in slot.items() if k not in ENGINE_AXES},
         "engine": engine | {k: v for k, v in slot.items() if k in ENGINE_AXES},
-        "window": [str(ts[i0]), str(ts[i1 - 1])],
+        "window": [str(window.start), str(window.end)],
         "data": resolved.panel.fingerprint,
     }, sort_keys=True, default=str)
     pieces = _SLOT.split(template)  # literal, column index, literal, column index, ...

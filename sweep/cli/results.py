@@ -9,6 +9,28 @@ import click
 
 from sweep.cli.app import bad_input, main
 
+_SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades")
+_DSR_WORDS = {"good": "strong", "warn": "weak", "bad": "not significant"}
+_PBO_WORDS = {"good": "low", "warn": "moderate", "bad": "high"}
+
+
+def open_results(results: Path) -> tuple[Any, Any]:
+    """(record, runs LazyFrame) of a results folder, or exit 2 with a message saying
+    what is wrong (not a sweep's folder, an old layout, a damaged file)."""
+    from sweep.record import RecordError, SweepRecord
+    from sweep.schema import DamagedFileError, scan_runs
+    from sweep.store import RECORD_NAME
+
+    path = results / RECORD_NAME
+    if not path.is_file():
+        bad_input(f"{results}: no {RECORD_NAME} here (not a sweep's results folder)")
+    try:
+        record = SweepRecord.read(path)
+        runs = scan_runs(results)
+    except (RecordError, DamagedFileError, FileNotFoundError) as exc:
+        bad_input(str(exc))
+    return record, runs
+
 
 @main.command()
 @click.argument("results", type=click.Path(file_okay=False, path_type=Path))
@@ -16,95 +38,106 @@ from sweep.cli.app import bad_input, main
               help="Rows to show.")
 @click.option("--by", "metric", default="sharpe", show_default=True,
               help="Metric to rank by (lower-is-better metrics rank ascending).")
-def show(results: Path, top: int, metric: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]),
+              default="table", show_default=True,
+              help="table: for reading; json (one object a run) or csv: for scripts, the "
+                   "rows only.")
+def show(results: Path, top: int, metric: str, fmt: str) -> None:
     """Show a sweep's summary and its best runs by a metric."""
-    import json
-
     import polars as pl
 
     from engine import METRIC_NAMES
-    from engine.metrics import LOWER_IS_BETTER
-    from sweep.analysis import param_columns
-    from sweep.store import load_results
+    from engine.metrics import INTEGER_METRICS
+    from sweep.grid import OPTIONAL_ENGINE_FIELDS
+    from sweep.schema import param_columns
+    from sweep.select import Selection, select_best
 
-    meta_path = results / "sweep.json"
-    if not meta_path.exists():
-        bad_input(f"{results}: no sweep.json here (not a sweep's results folder)")
-    meta = json.loads(meta_path.read_text())
     if metric not in METRIC_NAMES:
         bad_input(f"--by {metric!r} is not a metric; metrics: {', '.join(METRIC_NAMES)}")
-    try:
-        lf = load_results(results)
-    except FileNotFoundError as exc:
-        bad_input(str(exc))
-    spec = meta.get("spec", {})
-    click.echo(
-        f"{meta.get('name')}: strategy {spec.get('strategy')}, data {spec.get('data')}, "
-        f"{meta.get('runs_written', '?')} of {meta.get('n_runs', '?')} runs, "
-        f"status {meta.get('status')}"
-    )
-    params = [c for c in param_columns(lf) if c != "window"]
-    params = ["window", *params] if "window" in lf.collect_schema().names() else params
-    shown = [*params, metric, *(m for m in ("total_return", "sharpe", "max_drawdown",
-                                              "n_trades") if m != metric)]
-    best = (lf.filter(pl.col("error").is_null())
-            .sort(pl.col(metric).fill_nan(None), descending=metric not in LOWER_IS_BETTER,
-                  nulls_last=True)
-            .select(shown).head(top)
+    record, runs = open_results(results)
+    names = runs.collect_schema().names()
+    several = len(record.windows) > 1
+    dates = [pl.col("window_start").dt.date().alias("start"),
+             pl.col("window_end").dt.date().alias("end")] if several else []
+    shown = [*param_columns(names), metric, *(m for m in _SHOWN_METRICS if m != metric)]
+    best = (select_best(runs, Selection(metric), k=top)
+            .select("window", *dates, *shown)
             # Counts are float metrics (NaN where undefined); shown as the integers they are.
             .with_columns(pl.col(c).fill_nan(None).cast(pl.Int64)
-                          for c in COUNT_METRICS if c in shown)
-            .collect())
-    failed = lf.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
+                          for c in INTEGER_METRICS if c in shown))
+    if fmt == "json":
+        click.echo(best.write_json())
+        return
+    # "none": an optional engine field left unset (no stop), stored as null.
+    nones = [pl.col(c).cast(pl.String).fill_null("none")
+             for c in best.columns if c in OPTIONAL_ENGINE_FIELDS]
+    best = best.with_columns(nones)
+    if fmt == "csv":
+        click.echo(best.write_csv(), nl=False)
+        return
+    spec = record.spec
+    click.echo(f"{record.name}: strategy {spec.get('strategy')}, data "
+               f"{record.data.source}, {record.runs_written} of {record.n_runs} runs, "
+               f"status {record.status}")
+    if not several:
+        click.echo(f"window 0: {record.window_label(0)}")
     with pl.Config(tbl_rows=top, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True):
+                   tbl_hide_column_data_types=True, tbl_width_chars=160):
         click.echo(best)
+    failed = runs.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
     if failed:
         click.echo(f"{failed} run(s) failed; see their 'error' column")
-    if meta.get("summary"):
-        click.echo(overfit_line(meta["summary"]))
+    if record.overfit:
+        click.echo(overfit_lines(record))
 
 
-COUNT_METRICS = ("n_trades", "n_bars", "max_drawdown_duration")
+def overfit_lines(record: Any) -> str:
+    """The record's overfitting summary, a line a window: the deflated Sharpe ratio of the
+    window's best run and the probability of backtest overfitting of its trials, with the
+    report's verdict words."""
+    from sweep.report import dsr_verdict, pbo_verdict
 
+    def dsr(v: float | None, n: int) -> str:
+        return "DSR n/a" if v is None else f"DSR {v:.2f} ({_DSR_WORDS[dsr_verdict(v, n)[0]]})"
 
-def overfit_line(summary: dict[str, Any]) -> str:
-    """sweep.json's overfitting summary, a line a window: the deflated Sharpe ratio of the
-    window's best run and the probability of backtest overfitting of its trials."""
-    def num(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.2f}"
+    def pbo(v: float | None) -> str:
+        return "PBO n/a" if v is None else f"PBO {v:.2f} ({_PBO_WORDS[pbo_verdict(v)[0]]})"
 
-    objective = summary.get("objective", "sharpe")
-    lines = [f"overfitting, best run of each window by {objective} (DSR: probability its "
-             "Sharpe ratio beats what the best of the trials would show by luck; PBO: "
+    lines = [f"overfitting, best run of each window by {record.objective} (DSR: probability "
+             "its Sharpe ratio beats what the best of the trials would show by luck; PBO: "
              "probability of backtest overfitting):"]
-    lines += [f"  window {w['window']}: DSR {num(w.get('dsr'))}, PBO {num(w.get('pbo'))}"
-              f" over {w.get('n_trials', '?')} trials" + (f" ({w['pbo_note']})"
-                                                          if w.get("pbo_note") else "")
-              for w in summary.get("by_window", [])]
+    for v in record.overfit:
+        note = f" ({v.pbo_note})" if v.pbo_note else ""
+        lines.append(f"  window {v.window} ({record.window_label(v.window)}): "
+                     f"{dsr(v.dsr, v.n_trials)}, {pbo(v.pbo)} over {v.n_trials} trials{note}")
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------- report
 @main.command("report")
 @click.argument("results", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.html", help="HTML file to write [default: RESULTS/report.html].")
 @click.option("--metric", default="sharpe", show_default=True,
               help="Metric shown by the parameter heatmaps.")
-def report_cmd(results: Path, output: Path | None, metric: str) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace FILE.html if it exists.")
+def report_cmd(results: Path, output: Path | None, metric: str, overwrite: bool) -> None:
     """Write a self-contained HTML report of a sweep's results (opens offline).
 
     Parameter heatmaps per window, metric histograms, the top runs, and the walk-forward
-    charts and overfitting verdicts (DSR, PBO, WFE) when the sweep has them.
+    charts and overfitting verdicts (DSR, PBO, WFE) when the sweep has them. An existing
+    FILE.html is replaced only with --overwrite (never a folder).
     Exit code 2 (nothing written) when RESULTS is not a sweep's results folder.
     """
     from sweep.report import ReportError, write_report
 
+    path = output if output is not None else results / "report.html"
+    if path.is_dir():
+        bad_input(f"{path} is a folder; give a file name such as report.html")
+    if path.exists() and not overwrite:
+        bad_input(f"{path} exists; pass --overwrite to replace it, or choose another -o")
     try:
-        path = write_report(results, output, metric=metric)
+        path = write_report(results, path, metric=metric)
     except ReportError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+        bad_input(str(exc))
     click.echo(f"wrote {path}")
-
-

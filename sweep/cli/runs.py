@@ -70,10 +70,20 @@ def _sweep_options(func: Any) -> Any:
                      default=Path("results"), show_default=True,
                      help="Results folder; the sweep writes OUT/NAME."),
         click.option("--overwrite", is_flag=True,
-                     help="Replace results of a different sweep stored under OUT/NAME."),
+                     help="Replace results of a different sweep stored under OUT/NAME "
+                          "(only the files a sweep writes)."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-                     help="Grid combinations per task (default: calibrated to ~1 s)."),
+                     help="Grid combinations per task (default: calibrated to about 0.5 s "
+                          "of work)."),
+        click.option("--dry-run", is_flag=True,
+                     help="Validate, then print the runs, windows, chunks and an estimated "
+                          "time; start no cluster, write nothing."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("-q", "--quiet", is_flag=True,
+                     help="No progress bar, no messages, no summary: only errors and "
+                          "warnings (on stderr) and the exit code."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Also debug messages (planning, chunks, the cluster's warnings)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -83,52 +93,72 @@ def _sweep_options(func: Any) -> Any:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @_sweep_options
-def run(config: Path, target: str | None, cluster_config: Path | None, workers: int | None,
-        out: Path, overwrite: bool, chunk_size: int | None, no_progress: bool) -> None:
+def run(config: Path, **options: Any) -> None:
     """Run the sweep described by CONFIG.toml; resumes what is already on disk.
 
-    Exit codes: 0 done, 1 some runs or chunks failed, 2 bad input (nothing written).
+    Exit codes: 0 done, 1 some runs or chunks failed or the cluster was lost (rerun to
+    resume), 2 bad input (nothing computed or written).
     """
     from sweep.runner import run_sweep
 
-    _run_spec(run_sweep, config, target, cluster_config, workers, out, overwrite, chunk_size,
-              no_progress)
+    _run_spec(run_sweep, config, **options)
 
 
 @main.command("walk-forward")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @_sweep_options
-def walk_forward_command(config: Path, target: str | None, cluster_config: Path | None,
-                         workers: int | None, out: Path, overwrite: bool,
-                         chunk_size: int | None, no_progress: bool) -> None:
+def walk_forward_command(config: Path, **options: Any) -> None:
     """Walk-forward validation of CONFIG.toml's [walk_forward] table: optimise on each
     train window (a distributed, resumable sweep), trade the winner on the test window.
 
     Writes OUT/NAME/folds.parquet, oos_equity.parquet and a summary in sweep.json.
-    Exit codes: 0 done, 1 some runs failed, 2 bad input (nothing written).
+    Exit codes as for `run`.
     """
     from sweep.walkforward import walk_forward
 
-    _run_spec(walk_forward, config, target, cluster_config, workers, out, overwrite,
-              chunk_size, no_progress)
+    _run_spec(walk_forward, config, **options)
 
 
-def _run_spec(runner: Any, config: Path, target: str | None, cluster_config: Path | None,
+def _run_spec(runner: Any, config: Path, *, target: str | None, cluster_config: Path | None,
               workers: int | None, out: Path, overwrite: bool, chunk_size: int | None,
-              no_progress: bool) -> None:
+              dry_run: bool, no_progress: bool, quiet: bool, verbose: bool) -> None:
     """Load CONFIG, run it, print the summary; exit 2 on bad input, 1 if anything failed."""
     from cluster import ClusterError
+    from sweep.runner import SchedulerLostError, plan_sweep
     from sweep.spec import SpecError, SweepSpec
 
+    configure_logging(quiet, verbose)
     try:
         spec = SweepSpec.from_toml(config)
+        if dry_run:
+            click.echo(plan_sweep(spec, out, chunk_size=chunk_size, workers=workers,
+                                  overwrite=overwrite).describe())
+            return
         result = runner(spec, target, out, workers=workers, overwrite=overwrite,
                         cluster_config=cluster_config, chunk_size=chunk_size,
-                        progress=not no_progress, echo=lambda m: click.echo(m, err=True))
+                        progress=not (no_progress or quiet))
     except (SpecError, ClusterError) as exc:
         bad_input(str(exc))
-    click.echo(result.describe())
+    except SchedulerLostError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    if not quiet:
+        click.echo(result.describe())
     if not result.ok:
         raise SystemExit(1)
 
 
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """backsweep's messages on stderr: warnings only (-q), information (default), or
+    debug messages and the cluster's own warnings too (-v)."""
+    import logging
+
+    logger = logging.getLogger("backsweep")
+    if not any(getattr(h, "_backsweep_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._backsweep_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("distributed").setLevel(logging.WARNING if verbose else logging.ERROR)
