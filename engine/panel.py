@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["PRICE_COLUMNS", "Panel", "PanelError"]
+__all__ = ["PRICE_COLUMNS", "Panel", "PanelError", "RowLabel", "parse_timestamps"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 _KEY_COLUMNS = ("timestamp", "asset")
@@ -24,6 +24,13 @@ _BASE_COLUMNS = (*_KEY_COLUMNS, *PRICE_COLUMNS, "volume")
 _OHLC_RTOL = 1e-9
 
 DateLike = str | dt.date | dt.datetime | np.datetime64
+# Names row i of a table in an error message ("row 7"); file readers pass one that names
+# the file and its line, since their table is several files stacked.
+RowLabel = Callable[[int], str]
+
+
+def _row(i: int) -> str:
+    return f"row {i}"
 
 
 class PanelError(ValueError):
@@ -79,7 +86,10 @@ class Panel:
     def __repr__(self) -> str:
         span = ""
         if self.n_bars:
-            span = f", {self.timestamps[0]!s:.10} .. {self.timestamps[-1]!s:.10}"
+            ts = self.timestamps
+            intraday = bool((ts != ts.astype("datetime64[D]")).any())
+            width = 16 if intraday else 10  # "2017-04-19T09:00" for hourly bars
+            span = f", {ts[0]!s:.{width}} .. {ts[-1]!s:.{width}}"
         feats = f", features={sorted(self.features)}" if self.features else ""
         return f"Panel({self.n_bars} bars x {self.n_assets} assets{span}{feats})"
 
@@ -168,13 +178,26 @@ class Panel:
         return panel
 
     @classmethod
-    def from_frame(cls, df: pl.DataFrame | Any, *, source: str | None = None) -> Panel:
+    def from_frame(cls, df: pl.DataFrame | Any, *, source: str | None = None,
+                   rows: RowLabel | None = None) -> Panel:
         """Build a panel from a long table: timestamp, asset, close [, open, high, low, volume,
         numeric feature columns...]. One row per (timestamp, asset) bar.
 
-        Accepts a polars or pandas DataFrame. Errors name ``source``, the column and a row.
-        """
+        Accepts a polars or pandas DataFrame. Errors name ``source``, the column and a row;
+        ``rows(i)`` words row ``i`` of ``df`` (default ``"row i"``; the file readers of
+        :mod:`engine.data.files` name the file and line).
+
+        Example:
+            >>> import polars as pl
+            >>> df = pl.DataFrame({"timestamp": ["2024-01-02", "2024-01-02"],
+            ...                    "asset": ["A", "A"], "close": [1.0, 2.0]})
+            >>> Panel.from_frame(df, source="x.csv")
+            Traceback (most recent call last):
+            ...
+            engine.panel.PanelError: x.csv: duplicate (timestamp, asset) rows [0, 1]: (2024-01-02 00:00:00, 'A')
+        """  # noqa: E501 - a doctest line cannot wrap
         where = f"{source}: " if source else ""
+        at = rows or _row
         if not isinstance(df, pl.DataFrame):
             try:
                 df = pl.from_pandas(df) if hasattr(df, "to_numpy") else pl.DataFrame(df)
@@ -186,13 +209,11 @@ class Panel:
                 f"{where}missing required column(s) {missing}; found {df.columns}"
             )
         df = df.with_row_index("__row")
-        df = df.with_columns(_parse_timestamps(df, where), pl.col("asset").cast(pl.String))
-        if df["timestamp"].null_count():
-            row = df.filter(pl.col("timestamp").is_null())["__row"][0]
-            raise PanelError(f"{where}column 'timestamp' is null at row {row}")
+        df = df.with_columns(parse_timestamps(df["timestamp"], where=where, rows=at),
+                             pl.col("asset").cast(pl.String))
         if df["asset"].null_count():
             row = df.filter(pl.col("asset").is_null())["__row"][0]
-            raise PanelError(f"{where}column 'asset' is null at row {row}")
+            raise PanelError(f"{where}column 'asset' is null at {at(row)}")
 
         value_cols = [c for c in df.columns if c not in ("__row", *_KEY_COLUMNS)]
         for name in value_cols:
@@ -210,8 +231,10 @@ class Panel:
             first = dups.filter(
                 (pl.col("timestamp") == r["timestamp"]) & (pl.col("asset") == r["asset"])
             )["__row"].to_list()
+            # Plain row numbers by default ("rows [1, 4]"), the readers' wording otherwise.
+            shown = str(first) if rows is None else ", ".join(at(i) for i in first)
             raise PanelError(
-                f"{where}duplicate (timestamp, asset) rows {first}: "
+                f"{where}duplicate (timestamp, asset) rows {shown}: "
                 f"({r['timestamp']}, {r['asset']!r})"
             )
 
@@ -232,11 +255,11 @@ class Panel:
         for col in PRICE_COLUMNS:
             if col in df.columns and df[col].null_count():
                 row = df.filter(pl.col(col).is_null())["__row"][0]
-                raise PanelError(f"{where}column {col!r} is null at row {row}")
+                raise PanelError(f"{where}column {col!r} is null at {at(row)}")
         if df["close"].dtype.is_float() and df["close"].is_nan().any():
             row = df.filter(pl.col("close").is_nan())["__row"][0]
             raise PanelError(
-                f"{where}column 'close' is NaN at row {row} "
+                f"{where}column 'close' is NaN at {at(row)} "
                 "(a row is a bar: leave the row out when there is no bar)"
             )
         close = scatter("close")
@@ -246,8 +269,23 @@ class Panel:
         ts = ts_unique.cast(pl.Datetime("ns")).to_numpy().astype("datetime64[ns]")
         panel = cls(ts, assets, prices["open"], prices["high"], prices["low"], close, volume,
                     feats)
-        _validate(panel, source=source, row_of=row_of)
+        _validate(panel, source=source, row_of=row_of, rows=at)
         return panel
+
+    @classmethod
+    def read(cls, source: Any, *, adjust: bool = False, features: Any = None) -> Panel:
+        """Read market data files in any layout :func:`engine.data.load_panel` accepts.
+
+        ``source``: a CSV/CSV.gz/Parquet file (long, wide or one asset's OHLCV), a folder, a
+        glob, a hive dataset, or a list of those. See docs/data.md.
+
+        Example:
+            >>> Panel.read("prices/*.csv", adjust=True)  # doctest: +SKIP
+            Panel(3270 bars x 5 assets, 2000-03-01 .. 2013-03-01)
+        """
+        from engine.data.files import load_panel  # engine.data imports this module
+
+        return load_panel(source, adjust=adjust, features=features)
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike[str]) -> Panel:
@@ -281,8 +319,10 @@ class Panel:
         """Write the long table atomically (temp file in the same folder, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        # Not mkstemp: its files are private (0600); this one gets the umask's permissions,
+        # like any file the user writes.
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         try:
             self.to_frame().write_parquet(tmp)
             os.replace(tmp, path)
@@ -319,36 +359,54 @@ class Panel:
         )
 
 
-def _parse_timestamps(df: pl.DataFrame, where: str) -> pl.Expr | pl.Series:
-    dtype = df.schema["timestamp"]
-    col = pl.col("timestamp")
+def parse_timestamps(values: pl.Series, *, where: str = "", rows: RowLabel | None = None
+                     ) -> pl.Series:
+    """A date column as naive ``Datetime("ns")``; an error names the column and row.
+
+    Strings are parsed by polars (format inferred from the first value); dates become
+    midnight; a time zone is dropped, keeping the wall-clock time. ``where`` prefixes error
+    messages (``"file.csv: "``) and ``rows(i)`` words row ``i`` (default ``"row i"``).
+
+    Example:
+        >>> parse_timestamps(pl.Series("timestamp", ["2024-01-02", "2024-01-03 10:00"]))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        shape: (2,)
+        Series: 'timestamp' [datetime[ns]]
+        [
+            2024-01-02 00:00:00
+            2024-01-03 10:00:00
+        ]
+    """
+    at = rows or _row
+    name, dtype = values.name, values.dtype
+    if values.null_count():
+        i = int(values.is_null().arg_true()[0])
+        raise PanelError(f"{where}column {name!r} is null at {at(i)}")
     if isinstance(dtype, pl.Datetime):
-        expr = col.dt.replace_time_zone(None) if dtype.time_zone else col
-        return expr.cast(pl.Datetime("ns"))
+        out = values.dt.replace_time_zone(None) if dtype.time_zone else values
+        return out.cast(pl.Datetime("ns"))
     if dtype == pl.Date:
-        return col.cast(pl.Datetime("ns"))
+        return values.cast(pl.Datetime("ns"))
     if dtype == pl.String:
-        parsed = df.select(col.str.to_datetime(strict=False, time_unit="ns").alias("p"))["p"]
-        bad = parsed.is_null() & df["timestamp"].is_not_null()
+        parsed = values.str.to_datetime(strict=False, time_unit="ns")
+        bad = parsed.is_null()
         if bad.any():
             i = int(bad.arg_true()[0])
-            raise PanelError(
-                f"{where}column 'timestamp': cannot parse {df['timestamp'][i]!r} at row {i}"
-            )
-        if df["timestamp"].null_count():
-            i = int(df["timestamp"].is_null().arg_true()[0])
-            raise PanelError(f"{where}column 'timestamp' is null at row {i}")
-        return parsed.cast(pl.Datetime("ns")).alias("timestamp")
-    raise PanelError(f"{where}column 'timestamp' has type {dtype}, expected datetimes or dates")
+            raise PanelError(f"{where}column {name!r}: cannot parse {values[i]!r} at {at(i)}")
+        if isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone:
+            parsed = parsed.dt.replace_time_zone(None)  # offsets were converted to UTC
+        return parsed.cast(pl.Datetime("ns")).alias(name)
+    raise PanelError(f"{where}column {name!r} has type {dtype}, expected datetimes or dates")
 
 
-def _validate(panel: Panel, *, source: str | None, row_of: np.ndarray | None) -> None:
+def _validate(panel: Panel, *, source: str | None, row_of: np.ndarray | None,
+              rows: RowLabel = _row) -> None:
     """Check price consistency; name the column, timestamp, asset (and input row) of a bad bar."""
     where = f"{source}: " if source else ""
 
     def fail(col: str, mask: np.ndarray, problem: str) -> None:
         t, n = (int(x[0]) for x in np.nonzero(mask))
-        row = f"row {int(row_of[t, n])}, " if row_of is not None else ""
+        row = f"{rows(int(row_of[t, n]))}, " if row_of is not None else ""
         value = getattr(panel, col)[t, n] if col in _BASE_COLUMNS else None
         shown = f" (value {float(value)!r})" if value is not None else ""
         raise PanelError(

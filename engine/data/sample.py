@@ -1,27 +1,38 @@
-"""Real daily US stock prices from the ``bokeh-sampledata`` package (optional dependency).
+"""Real market data shipped by installable packages (optional dependencies); nothing is
+downloaded.
 
-Five stocks (AAPL, FB, GOOG, IBM, MSFT), 2000-03-01 .. 2013-03-01, from the public-domain
-Quandl WIKI prices. The source gives unadjusted OHLC plus a split- and dividend-adjusted
+:func:`sample_stocks`: daily US stock prices from the ``bokeh-sampledata`` package. Five
+stocks (AAPL, FB, GOOG, IBM, MSFT), 2000-03-01 .. 2013-03-01, from the public-domain Quandl
+WIKI prices. The source gives unadjusted OHLC plus a split- and dividend-adjusted
 close; :func:`sample_stocks` scales open, high, low and close by ``adj_close / close`` so
 that splits (AAPL halved its price on 2000-06-21 and 2005-02-28) do not look like crashes.
 Volume stays the raw share count.
+
+:func:`sample_eurusd`: hourly EUR/USD bars from the ``backtesting`` package (backtesting.py),
+5,000 bars from 2017-04-19 to 2018-02-07, read from the package's own CSV file.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
 from engine.panel import Panel
 
-__all__ = ["SAMPLE_TICKERS", "sample_stocks"]
+__all__ = ["SAMPLE_TICKERS", "sample_eurusd", "sample_stocks"]
 
 SAMPLE_TICKERS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 
 _INSTALL_HINT = (
     'the sample stock data needs the optional package bokeh-sampledata: '
     'pip install "backsweep[examples]" (or pip install bokeh-sampledata)'
+)
+_EURUSD_HINT = (
+    "the hourly EURUSD sample ships with the optional package backtesting (backtesting.py): "
+    "pip install backtesting"
 )
 
 
@@ -98,3 +109,31 @@ def _repair_ohlc(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     new_low = np.where(has_bar, np.fmin(low, bottom), low)
     return new_high, new_low
 
+
+
+def sample_eurusd() -> Panel:
+    """Hourly EUR/USD OHLCV bars, 2017-04-19 09:00 .. 2018-02-07 15:00 (5,000 bars, one asset
+    ``EURUSD``), from the CSV file the ``backtesting`` package installs.
+
+    The file is read by :func:`engine.data.load_panel` (its date column is pandas' unnamed
+    index); the package itself is not imported, so pandas and bokeh are not loaded. The
+    bars skip weekends, so bar counts, not calendar time, measure its windows best.
+
+    Raises:
+        ImportError: ``backtesting`` is not installed (or no longer ships the file).
+
+    Example:
+        >>> p = sample_eurusd()
+        >>> p.shape, p.assets, str(p.timestamps[1] - p.timestamps[0])
+        ((5000, 1), ('EURUSD',), '3600000000000 nanoseconds')
+    """
+    from engine.data.files import load_panel
+
+    spec = importlib.util.find_spec("backtesting")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(_EURUSD_HINT)
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "test" / "EURUSD.csv"
+        if path.is_file():
+            return load_panel(path)
+    raise ImportError(f"{_EURUSD_HINT} (the installed version has no test/EURUSD.csv)")
