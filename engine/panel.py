@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,7 +389,7 @@ def parse_timestamps(values: pl.Series, *, where: str = "", rows: RowLabel | Non
     if dtype == pl.Date:
         return values.cast(pl.Datetime("ns"))
     if dtype == pl.String:
-        parsed = values.str.to_datetime(strict=False, time_unit="ns")
+        parsed = _parse_date_strings(values, where=where, at=at)
         bad = parsed.is_null()
         if bad.any():
             i = int(bad.arg_true()[0])
@@ -397,6 +398,46 @@ def parse_timestamps(values: pl.Series, *, where: str = "", rows: RowLabel | Non
             parsed = parsed.dt.replace_time_zone(None)  # offsets were converted to UTC
         return parsed.cast(pl.Datetime("ns")).alias(name)
     raise PanelError(f"{where}column {name!r} has type {dtype}, expected datetimes or dates")
+
+
+# Slashed dates: polars alone reads "01/02/2020" day first; US files write month first.
+_SLASHED = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
+_SLASH_TIMES = ("", " %H:%M", " %H:%M:%S")
+
+
+def _parse_date_strings(values: pl.Series, *, where: str, at: RowLabel) -> pl.Series:
+    """Date strings to datetimes (nulls where a value does not parse).
+
+    polars infers the format from the first value. Two cases it cannot settle are settled
+    here: compact ``20200102`` dates, and slashed dates, whose day/month order is the one
+    every value fits (both fitting every value is an error, not a guess).
+    """
+    first = values[0].strip() if len(values) else ""  # the caller refused nulls
+    if _SLASHED.match(first):
+        fits = []
+        for order in ("%m/%d/%Y", "%d/%m/%Y"):
+            for clock in _SLASH_TIMES:
+                out = values.str.strip_chars().str.to_datetime(
+                    order + clock, strict=False, time_unit="ns")
+                if out.null_count() == 0:
+                    fits.append((order, out))
+                    break
+        if len(fits) == 1:
+            return fits[0][1]
+        if len(fits) == 2:
+            raise PanelError(
+                f"{where}column {values.name!r}: dates like {first!r} read as month/day and "
+                "as day/month alike (no day above 12); write them as YYYY-MM-DD"
+            )
+    try:
+        return values.str.to_datetime(strict=False, time_unit="ns")
+    except pl.exceptions.PolarsError:  # no format polars knows fits the first value
+        if re.fullmatch(r"\d{8}", first):
+            return values.str.to_datetime("%Y%m%d", strict=False, time_unit="ns")
+        raise PanelError(
+            f"{where}column {values.name!r}: cannot tell the date format of {first!r} at "
+            f"{at(0)}; write dates as YYYY-MM-DD (optionally with a time, HH:MM:SS)"
+        ) from None
 
 
 def _validate(panel: Panel, *, source: str | None, row_of: np.ndarray | None,

@@ -378,6 +378,51 @@ def test_unparseable_date_names_file_column_row_and_value(layouts: dict, tmp_pat
     assert "column 'Date'" in msg and "'someday'" in msg and "row 100 (line 102)" in msg
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    ("20200102,1\n20200103,2\n", ["2020-01-02T00:00", "2020-01-03T00:00"]),
+    ("01/02/2020,1\n01/13/2020,2\n", ["2020-01-02T00:00", "2020-01-13T00:00"]),  # US
+    ("13/02/2020,1\n14/02/2020,2\n", ["2020-02-13T00:00", "2020-02-14T00:00"]),  # day first
+    ("01/02/2020 09:30,1\n01/13/2020 10:30,2\n", ["2020-01-02T09:30", "2020-01-13T10:30"]),
+    ("2020-01-02T10:00:00+01:00,1\n2020-01-02T11:00:00+01:00,2\n",
+     ["2020-01-02T09:00", "2020-01-02T10:00"]),  # offsets: UTC wall time
+    ("01/02/2020,1\n02/03/2020,2\n", "read as month/day and as day/month alike"),
+    ("Jan 2 2020,1\n", "cannot tell the date format of 'Jan 2 2020' at row 0 (line 2)"),
+])
+def test_date_formats(tmp_path: Path, body: str, expected: list[str] | str) -> None:
+    (tmp_path / "D.csv").write_text("Date,Close\n" + body)
+    if isinstance(expected, str):
+        msg = _error(tmp_path / "D.csv")
+        assert "D.csv: column 'Date'" in msg and expected in msg
+    else:
+        ts = load_panel(tmp_path / "D.csv").timestamps
+        assert [str(t)[:16] for t in ts] == expected
+
+
+def test_semicolon_csv_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "S.csv").write_text("Date;Close\n2020-01-02;1\n")
+    assert "only commas separate CSV fields" in _error(tmp_path / "S.csv")
+
+
+def test_values_past_the_rows_polars_types_from(tmp_path: Path) -> None:
+    from engine.data import synthetic_panel
+
+    p = synthetic_panel(10, 1500, seed=3, listing_fraction=0, delisting_fraction=0,
+                        halt_probability=0)
+    df = p.to_frame()  # 15,000 rows; polars guesses the types from the first 10,000
+    vol = df["volume"].cast(pl.Int64).cast(pl.String).to_list()
+    vol[12_000] = "1.5e3"  # an integer column turns float late: read exactly, no error
+    df.with_columns(volume=pl.Series(vol)).write_csv(tmp_path / "late.csv")
+    got = load_panel(tmp_path / "late.csv")
+    t, a = divmod(12_000, 10)
+    assert got.volume[t, a] == 1500.0
+    closes = df["close"].cast(pl.String).to_list()
+    closes[13_001] = "n.a."
+    df.with_columns(close=pl.Series(closes)).write_csv(tmp_path / "bad.csv")
+    msg = _error(tmp_path / "bad.csv")
+    assert "bad.csv: column 'close': cannot read 'n.a.' as a number at row 13001 (line 13003)" \
+        in msg
+
+
 def test_text_in_a_price_column_names_file_column_and_row(layouts: dict, tmp_path: Path
                                                           ) -> None:
     lines = (layouts["csv_folder"] / "GOOG.csv").read_text().splitlines()

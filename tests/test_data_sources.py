@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -290,6 +291,30 @@ def test_parse_sample_specs() -> None:
     assert parse_data_spec("sample:stocks:MSFT, ibm").assets == ("IBM", "MSFT")
 
 
+def test_parse_sample_eurusd_spec() -> None:
+    fx = parse_data_spec("sample:eurusd")
+    assert fx.shape == (5000, 1) and fx.assets == ("EURUSD",)
+    assert (np.diff(fx.timestamps[:5]) == np.timedelta64(1, "h")).all()
+
+
+def test_parse_file_specs_take_adjust_and_features(tmp_path: Path) -> None:
+    p = synthetic_panel(4, 50, seed=3)
+    df = p.to_frame()
+    df.drop("ml_score").write_csv(tmp_path / "prices.csv")
+    df.select("timestamp", "asset", "ml_score").write_parquet(tmp_path / "scores.parquet")
+    got = parse_data_spec(str(tmp_path / "prices.csv"), features=tmp_path / "scores.parquet")
+    assert got.fingerprint == p.fingerprint
+    with pytest.raises(PanelError, match="adjust needs a close and an adj close column"):
+        parse_data_spec(str(tmp_path / "prices.csv"), adjust=True)
+    # Features join onto generated data too; a name it already has is refused.
+    with pytest.raises(PanelError, match=r"feature\(s\) \['ml_score'\] are already"):
+        parse_data_spec("synthetic:assets=4,bars=50,seed=3", features=tmp_path / "scores.parquet")
+    df.select("timestamp", "asset", pl.col("ml_score").alias("copy")).write_csv(
+        tmp_path / "copy.csv")
+    q = parse_data_spec("synthetic:assets=4,bars=50,seed=3", features=tmp_path / "copy.csv")
+    np.testing.assert_array_equal(q.features["copy"], p.features["ml_score"])
+
+
 def test_parse_path_specs(tmp_path: Path) -> None:
     p = synthetic_panel(5, 30, seed=2)
     path = p.write_parquet(tmp_path / "p.parquet")
@@ -312,6 +337,7 @@ def test_parse_path_specs(tmp_path: Path) -> None:
     ("synthetic:seed=", "key 'seed' needs a value"),
     ("synthetic:seed", "key 'seed' needs a value"),
     ("sample:bonds", "unknown sample 'bonds'"),
+    ("sample:eurusd:EUR", "takes no tickers"),
     ("sample:stocks:AAPL,XOM", "XOM"),
     ("synth:assets=3", "unknown source 'synth'"),
     ("", "empty"),

@@ -159,7 +159,10 @@ def _spec_words(message: str) -> str:
 def _sample(spec: str, body: str) -> Panel:
     name, _, tickers = body.partition(":")
     name = name.strip().lower()
-    if name == "eurusd" and not tickers.strip():
+    if name == "eurusd":
+        if tickers.strip():
+            raise ValueError(f"data spec {spec!r}: 'sample:eurusd' is one asset; it takes no "
+                             "tickers")
         return sample_eurusd()
     if name != "stocks":
         raise ValueError(

@@ -341,9 +341,11 @@ def _layout(columns: list[str], part: _Part, role: Literal["prices", "features"]
     elif unnamed:
         date, drop = unnamed[0], drop + unnamed[1:]
     else:
+        seps = sorted({sep for c in columns for sep in (";", "\t", "|") if sep in c})
+        hint = f" (only commas separate CSV fields; this header holds {seps})" if seps else ""
         raise PanelError(
             f"{where}no date column: expected one named date, datetime, time or timestamp "
-            f"(any case), or an unnamed first column; found {columns}"
+            f"(any case), or an unnamed first column; found {columns}{hint}"
         )
     asset = by_role.get("asset", [None])[0]
     prices = {r: by_role[r][0] for r in _PRICE_ROLES if r in by_role}
