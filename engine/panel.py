@@ -25,6 +25,8 @@ _BASE_COLUMNS = (*_KEY_COLUMNS, *PRICE_COLUMNS, "volume")
 _OHLC_RTOL = 1e-9
 
 DateLike = str | dt.date | dt.datetime | np.datetime64
+# What Panel.read takes: a file, folder or glob, or a list of them.
+FileSources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 # Names row i of a table in an error message ("row 7"); file readers pass one that names
 # the file and its line, since their table is several files stacked.
 RowLabel = Callable[[int], str]
@@ -274,7 +276,8 @@ class Panel:
         return panel
 
     @classmethod
-    def read(cls, source: Any, *, adjust: bool = False, features: Any = None) -> Panel:
+    def read(cls, source: FileSources, *, adjust: bool = False,
+             features: FileSources | None = None) -> Panel:
         """Read market data files in any layout :func:`engine.data.load_panel` accepts.
 
         ``source``: a CSV/CSV.gz/Parquet file (long, wide or one asset's OHLCV), a folder, a
