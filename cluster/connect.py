@@ -1,4 +1,4 @@
-"""``cluster.connect``: a Dask client for a local cluster, an existing scheduler or a profile.
+"""``cluster.connect``: the one place a cluster target becomes a Dask client.
 
 A target is one of:
 
@@ -7,39 +7,54 @@ A target is one of:
 * a scheduler address: ``"tcp://host:8786"``, ``"tls://host:8786"`` or a bare
   ``"host:8786"`` (tcp, or tls when TLS files are given);
 * ``"scheduler-file:PATH"``: the JSON file ``dask scheduler --scheduler-file`` writes;
-* the name of a profile in the cluster config file (see :mod:`cluster.profiles`), which
-  may start an SSH, SLURM or Kubernetes cluster (closed on exit) or point at an address;
+* the name of a profile in the cluster config file (``"NAME"`` or ``"profile:NAME"``).
+  :mod:`cluster.profiles` parses and validates it and builds the cluster of a started kind
+  (local, ssh, slurm, kubernetes); an ``address`` or ``scheduler-file`` profile is
+  dispatched here as that address or file, with the profile's TLS files;
 * a ``distributed.Client`` (used as is) or a Cluster object (a client on it).
 
 Only what ``connect`` started is closed when the ``with`` block ends: connecting to an
-existing scheduler never shuts it down.
+existing scheduler never shuts it down. The client's ``dashboard_link`` is the address the
+dashboard listens on (127.0.0.1 when it listens there only), not the scheduler's address.
 """
 
 from __future__ import annotations
 
 import gc
+import ipaddress
+import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cluster.base import WORKER_ENV, ClusterError, default_workers
+from cluster.profiles import (
+    LEAN_LOCAL_CONFIG,
+    Profile,
+    build_cluster,
+    get_profile,
+    lean_local_config,
+    local_cluster,
+)
+
 __all__ = [
+    "LEAN_LOCAL_CONFIG",
     "WORKER_ENV",
     "ClusterError",
     "connect",
     "default_workers",
+    "lean_local_config",
     "make_security",
     "normalize_address",
+    "read_scheduler_file",
 ]
 
-# Parallelism comes from Dask workers; a worker's Numba must not start its own threads.
-WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "OPENBLAS_NUM_THREADS": "1"}
-
 SCHEDULER_FILE_PREFIX = "scheduler-file:"
+PROFILE_PREFIX = "profile:"
 _PROTOCOLS = ("tcp://", "tls://", "ws://", "wss://", "ucx://", "inproc://")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):\d{1,5}$")
 
@@ -49,16 +64,6 @@ TLS_HINT = (
     "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, "
     "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)"
 )
-
-
-class ClusterError(RuntimeError):
-    """A cluster that cannot be reached, started or used; the message says which and why."""
-
-
-def default_workers() -> int:
-    """One single-threaded worker process per core."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
 
 
 def normalize_address(target: str, *, tls: bool = False) -> str:
@@ -110,6 +115,25 @@ def make_security(ca_file: str | os.PathLike[str] | None, cert: str | os.PathLik
                     require_encryption=True)
 
 
+def read_scheduler_file(path: str | os.PathLike[str]) -> str:
+    """The scheduler address in a ``dask scheduler --scheduler-file`` JSON file."""
+    file = Path(path).expanduser()
+    try:
+        address = json.loads(file.read_text())["address"]
+    except FileNotFoundError:
+        raise ClusterError(
+            f"scheduler file {os.fspath(path)!r} does not exist (start the scheduler with "
+            "`dask scheduler --scheduler-file PATH`, on a filesystem this machine sees)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClusterError(
+            f"scheduler file {os.fspath(path)!r} is not a Dask scheduler file: {exc}"
+        ) from None
+    if not isinstance(address, str):
+        raise ClusterError(f"scheduler file {os.fspath(path)!r}: bad address {address!r}")
+    return address
+
+
 @contextmanager
 def connect(
     target: Any = None,
@@ -124,11 +148,12 @@ def connect(
 ) -> Iterator[Any]:
     """A ``distributed.Client`` for ``target``; closes only what it started.
 
-    ``workers`` sizes a local cluster; ``timeout`` (seconds) bounds reaching a scheduler:
-    an unreachable one raises ClusterError naming the address and the timeout. ``config``
-    is the cluster config file holding named profiles (default: $BACKSWEEP_CLUSTER_CONFIG,
-    else ~/.config/backsweep/clusters.toml). ``tls_*`` files make a TLS client for a
-    tls:// scheduler (Dask's own ``distributed.comm.tls`` config works too).
+    ``workers`` sizes a local cluster (and overrides the size of a started profile);
+    ``timeout`` (seconds) bounds reaching a scheduler: an unreachable one raises
+    ClusterError naming the address and the timeout. ``config`` is the cluster config file
+    holding named profiles (default: $BACKSWEEP_CLUSTER_CONFIG, else
+    ~/.config/backsweep/clusters.toml). ``tls_*`` files make a TLS client for a tls://
+    scheduler (Dask's own ``distributed.comm.tls`` config works too).
 
     Example:
         >>> import cluster
@@ -136,16 +161,26 @@ def connect(
         ...     client.submit(sum, [1, 2]).result()
         3
     """
+    security = make_security(tls_ca_file, tls_cert, tls_key)
+    with _dispatch(target, workers=workers, timeout=timeout, dashboard=dashboard,
+                   config=config, security=security) as client:
+        yield client
+
+
+@contextmanager
+def _dispatch(target: Any, *, workers: int | None, timeout: float, dashboard: bool,
+              config: str | os.PathLike[str] | None, security: Any,
+              source: str | None = None) -> Iterator[Any]:
+    """Every kind of target, once: a client for ``target`` (see the module docstring)."""
     from distributed import Client
     from distributed.deploy import Cluster
 
-    security = make_security(tls_ca_file, tls_cert, tls_key)
     if isinstance(target, Client):
         yield target
         return
     if isinstance(target, Cluster):
         with _client(target.scheduler_address, timeout, security=target.security,
-                     cluster=target) as client:
+                     cluster=target, source=source) as client:
             yield client
         return
     if isinstance(target, os.PathLike):
@@ -153,7 +188,8 @@ def connect(
     if target is None or target == "local":
         if security is not None:
             raise ClusterError("TLS files apply to a remote scheduler, not to 'local'")
-        with start_local(workers, dashboard=dashboard, timeout=timeout) as client:
+        with _started(lambda: local_cluster(workers, dashboard=dashboard), timeout,
+                      source) as client:
             yield client
         return
     if not isinstance(target, str) or not target.strip():
@@ -165,112 +201,77 @@ def connect(
     target = target.strip()
     if target.startswith(SCHEDULER_FILE_PREFIX):
         path = target[len(SCHEDULER_FILE_PREFIX):]
-        with connect_scheduler_file(path, timeout, security=security) as client:
+        where = f"scheduler file {Path(path).expanduser()}"
+        address = read_scheduler_file(path)
+        with _client(address, timeout, security=security,
+                     source=f"{source}, {where}" if source else where) as client:
             yield client
         return
     if is_address(target):
         address = normalize_address(target, tls=security is not None)
-        with _client(address, timeout, security=security) as client:
+        with _client(address, timeout, security=security, source=source) as client:
             yield client
         return
-    from cluster.profiles import open_profile
-
+    if source is not None:  # a profile's address that is no address: never a profile again
+        raise ClusterError(f"{source}: {target!r} is not a scheduler address (host:port)")
     if security is not None:
         raise ClusterError(
             f"TLS files were given for profile {target!r}: put them in the profile "
             "(ca_file, cert, key) instead"
         )
-    name = target[len("profile:"):] if target.startswith("profile:") else target
-    with open_profile(name, config=config, workers=workers, timeout=timeout,
-                      dashboard=dashboard) as client:
+    name = target.removeprefix(PROFILE_PREFIX)
+    with _profile_client(get_profile(name, config), workers=workers, timeout=timeout,
+                         dashboard=dashboard) as client:
         yield client
 
 
-# Background work of the cluster processes that a sweep's workers pay for on the same
-# cores: measured per thread during a 100k sweep on 2 vCPUs, the two compute threads got
-# 186 to 188 % of a core with Dask's defaults and 190 to 192 % with these. Each is set
-# only where it still has distributed's default (a user's own setting is kept):
-# {key: (distributed's default, backsweep's local cluster)}.
-LEAN_LOCAL_CONFIG: dict[str, tuple[Any, Any]] = {
-    # The statistical profiler samples every 10 ms; a task is one compiled call, so all it
-    # can ever show is that call.
-    "distributed.worker.profile.enabled": (True, False),
-    # Tasks are uniform and few are in flight; stealing would only move queued work.
-    "distributed.scheduler.work-stealing": (True, False),
-    # Event-loop health checks (warnings after 3 s blocked) and the dashboard's system
-    # plots: 50 and 2 wake-ups a second in every process by default.
-    "distributed.admin.tick.interval": ("20ms", "200ms"),
-    "distributed.admin.system-monitor.interval": ("500ms", "2s"),
-}
-
-
-def lean_local_config() -> dict[str, Any]:
-    """The LEAN_LOCAL_CONFIG values for the keys still at distributed's default."""
-    import dask.config
-
-    return {key: lean for key, (default, lean) in LEAN_LOCAL_CONFIG.items()
-            if dask.config.get(key, None) == default}
+@contextmanager
+def _profile_client(profile: Profile, *, workers: int | None, timeout: float,
+                    dashboard: bool) -> Iterator[Any]:
+    """A client for a profile: its address or scheduler file through :func:`_dispatch`,
+    or the cluster :func:`cluster.profiles.build_cluster` starts (closed on exit); then
+    ``wait_for_workers``."""
+    opts = profile.options
+    timeout = float(opts.get("timeout", timeout))
+    if profile.kind in ("address", "scheduler-file"):
+        security = make_security(opts.get("ca_file"), opts.get("cert"), opts.get("key"))
+        inner = (str(opts["address"]) if profile.kind == "address"
+                 else SCHEDULER_FILE_PREFIX + str(opts["scheduler_file"]))
+        opened = _dispatch(inner, workers=None, timeout=timeout, dashboard=dashboard,
+                           config=None, security=security, source=profile.where())
+    else:
+        opened = _started(lambda: build_cluster(profile, workers=workers, timeout=timeout,
+                                                dashboard=dashboard),
+                          timeout, profile.where())
+    with opened as client:
+        wait_for = opts.get("wait_for_workers", 0)
+        if wait_for:
+            try:
+                client.wait_for_workers(wait_for, timeout=timeout)
+            except TimeoutError:
+                raise ClusterError(
+                    f"{profile.where()}: fewer than {wait_for} workers joined within "
+                    f"{timeout:g} s ({len(client.scheduler_info()['workers'])} did)"
+                ) from None
+        yield client
 
 
 @contextmanager
-def start_local(workers: int | None = None, *, dashboard: bool = True,
-                timeout: float = 20.0) -> Iterator[Any]:
-    """A LocalCluster of ``workers`` single-threaded processes (closed on exit), with
-    less background work than Dask's defaults (LEAN_LOCAL_CONFIG)."""
-    import dask.config
-    from distributed import Client, LocalCluster
-
-    n = default_workers() if workers is None else workers
-    if n < 1:
-        raise ClusterError(f"--workers must be at least 1, got {n}")
-    # The scheduler and the nannies read these when created, and each nanny hands its
-    # config to the worker process it starts.
-    with dask.config.set(lean_local_config()):
-        # Without the dashboard the scheduler still serves its HTTP routes (health,
-        # metrics): on a free port too, not on 8787 where another cluster may already be.
-        local = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": dashboard},
-            env=dict(WORKER_ENV), silence_logs=40,
-        )
+def _started(build: Callable[[], Any], timeout: float, source: str | None) -> Iterator[Any]:
+    """A client on the cluster ``build()`` starts; the cluster is closed on exit."""
+    started = build()
     try:
-        with Client(local, timeout=timeout) as client:
+        with _client(started.scheduler_address, timeout, cluster=started,
+                     source=source) as client:
             yield client
     finally:
-        local.close()
-
-
-@contextmanager
-def connect_scheduler_file(path: str | os.PathLike[str], timeout: float, *,
-                           security: Any = None) -> Iterator[Any]:
-    """A client for the scheduler described by a ``--scheduler-file`` JSON file."""
-    import json
-
-    file = Path(path).expanduser()
-    try:
-        info = json.loads(file.read_text())
-        address = info["address"]
-    except FileNotFoundError:
-        raise ClusterError(
-            f"scheduler file {os.fspath(path)!r} does not exist (start the scheduler with "
-            "`dask scheduler --scheduler-file PATH`, on a filesystem this machine sees)"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ClusterError(
-            f"scheduler file {os.fspath(path)!r} is not a Dask scheduler file: {exc}"
-        ) from None
-    if not isinstance(address, str):
-        raise ClusterError(f"scheduler file {os.fspath(path)!r}: bad address {address!r}")
-    with _client(address, timeout, security=security, source=f"scheduler file {file}") as c:
-        yield c
+        started.close()
 
 
 @contextmanager
 def _client(address: str, timeout: float, *, security: Any = None, cluster: Any = None,
             source: str | None = None) -> Iterator[Any]:
     """A Client on ``address`` that fails within ``timeout`` with a ClusterError."""
-    from distributed import Client
-
     if security is not None and cluster is None and not address.startswith(("tls://",
                                                                             "wss://")):
         raise ClusterError(f"TLS files were given but {address} is not a TLS address; "
@@ -281,7 +282,8 @@ def _client(address: str, timeout: float, *, security: Any = None, cluster: Any 
     for attempt in range(3):
         error = None
         try:
-            client = Client(cluster if cluster is not None else address, **kwargs)
+            client = _client_class()(cluster if cluster is not None else address,
+                                     **kwargs)
             break
         except AssertionError as exc:
             # distributed's shared event-loop thread, still stopping after a client that
@@ -302,6 +304,83 @@ def _client(address: str, timeout: float, *, security: Any = None, cluster: Any 
         yield client
     finally:
         client.close()
+
+
+# ----------------------------------------------------------------- the dashboard link
+def _client_class() -> type:
+    """distributed.Client whose ``dashboard_link`` is where the dashboard listens.
+
+    Dask builds the link from the scheduler's address, so a scheduler reachable at
+    10.0.0.5 whose dashboard listens on 127.0.0.1 only (as backsweep starts them) printed
+    http://10.0.0.5:8787, where nothing answers. The class is made once, on first use (the
+    package imports Dask lazily).
+    """
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is None:
+        from distributed import Client
+
+        class BacksweepClient(Client):
+            @property
+            def dashboard_link(self) -> str | None:
+                link = super().dashboard_link
+                if not link or self.asynchronous:
+                    return link
+                cached = getattr(self, "_backsweep_link", None)
+                if cached is None or cached[0] != link:
+                    cached = (link, _listening_link(self, link))
+                    self._backsweep_link = cached
+                return cached[1]
+
+        _CLIENT_CLASS = BacksweepClient
+    return _CLIENT_CLASS
+
+
+_CLIENT_CLASS: type | None = None
+
+
+def dashboard_addresses(dask_scheduler: Any) -> list[tuple[str, int]]:
+    """(host, port) of every socket the scheduler's HTTP server listens on (runs on the
+    scheduler, or here for a scheduler in this process)."""
+    server = getattr(dask_scheduler, "http_server", None)
+    out = []
+    for sock in list(getattr(server, "_sockets", {}).values()):
+        try:
+            host, port = sock.getsockname()[:2]
+        except OSError:
+            continue
+        out.append((str(host), int(port)))
+    return out
+
+
+def _listening_link(client: Any, link: str) -> str:
+    """``link`` (Dask's, from the scheduler's address) with the host the dashboard's
+    port actually listens on, when that is one address and not all interfaces."""
+    from distributed.scheduler import Scheduler
+    from distributed.utils import format_dashboard_link
+
+    try:
+        port = int(client.scheduler_info(n_workers=0)["services"]["dashboard"])
+        scheduler = getattr(client.cluster, "scheduler", None)
+        if isinstance(scheduler, Scheduler):
+            listening = dashboard_addresses(scheduler)
+        else:
+            listening = client.run_on_scheduler(dashboard_addresses)
+    except Exception:  # a scheduler that runs no code of ours: keep Dask's link
+        return link
+    hosts = [host for host, p in listening if p == port]
+    if not hosts or any(ipaddress.ip_address(h.split("%")[0]).is_unspecified
+                        for h in hosts if _is_ip(h)):
+        return link  # all interfaces: the scheduler's own address reaches it
+    host = next((h for h in hosts if ":" not in h), hosts[0])
+    return format_dashboard_link(f"[{host}]" if ":" in host else host, port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def connection_error(address: str, timeout: float, exc: BaseException,

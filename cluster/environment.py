@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cluster.connect import ClusterError
+from cluster.base import ClusterError
 
 __all__ = ["SCHEDULER_PACKAGES", "VERSIONED_PACKAGES", "check_environment",
            "compare_versions", "package_versions"]

@@ -39,34 +39,40 @@ from __future__ import annotations
 import os
 import shutil
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.connect import (
-    WORKER_ENV,
-    ClusterError,
-    connect_scheduler_file,
-    make_security,
-    normalize_address,
-    start_local,
-)
+from cluster.base import WORKER_ENV, ClusterError, default_workers
 
 __all__ = [
     "CONFIG_ENV",
     "EXTRAS",
     "KINDS",
+    "LEAN_LOCAL_CONFIG",
+    "STARTED_KINDS",
     "Profile",
+    "build_cluster",
     "config_path",
+    "get_profile",
+    "kubernetes_kwargs",
+    "lean_local_config",
     "load_profiles",
-    "open_profile",
+    "local_cluster",
     "require_extra",
+    "slurm_kwargs",
+    "ssh_kwargs",
 ]
 
 CONFIG_ENV = "BACKSWEEP_CLUSTER_CONFIG"
 KINDS = ("address", "scheduler-file", "local", "ssh", "slurm", "kubernetes")
+# Kinds whose profile starts a cluster (closed when the connection ends); the other two
+# point at a scheduler that runs already.
+STARTED_KINDS = ("local", "ssh", "slurm", "kubernetes")
+# Where the HTTP server of a worker that a profile starts listens (its dashboard, /health,
+# /metrics): this host only, on a free port, unless the profile says otherwise.
+WORKER_HTTP_ADDRESS = "127.0.0.1:0"
 # The optional dependency behind each kind: (module to import, pip extra).
 EXTRAS = {"ssh": ("asyncssh", "ssh"), "slurm": ("dask_jobqueue", "slurm"),
           "kubernetes": ("dask_kubernetes", "kubernetes")}
@@ -210,72 +216,87 @@ def get_profile(name: str, config: str | os.PathLike[str] | None = None) -> Prof
     )
 
 
-@contextmanager
-def open_profile(name: str, *, config: str | os.PathLike[str] | None = None,
-                 workers: int | None = None, timeout: float = 20.0,
-                 dashboard: bool = True) -> Iterator[Any]:
-    """A client for profile ``name``; a cluster the profile starts is closed on exit."""
-    profile = get_profile(name, config)
-    opts = dict(profile.options)
-    timeout = float(opts.pop("timeout", timeout))
-    wait_for = opts.pop("wait_for_workers", 0)
-    opts.pop("description", None)
-    with _open(profile, opts, workers, timeout, dashboard) as client:
-        if wait_for:
-            try:
-                client.wait_for_workers(wait_for, timeout=timeout)
-            except TimeoutError:
-                raise ClusterError(
-                    f"{profile.where()}: fewer than {wait_for} workers joined within "
-                    f"{timeout:g} s ({len(client.scheduler_info()['workers'])} did)"
-                ) from None
-        yield client
+# ---------------------------------------------------------------- the cluster builders
+# A profile of a started kind becomes a Cluster object here; cluster.connect makes the
+# client (and closes the cluster when the connection ends).
+def build_cluster(profile: Profile, *, workers: int | None = None, timeout: float = 20.0,
+                  dashboard: bool = True) -> Any:
+    """Start the cluster of a ``local``, ``ssh``, ``slurm`` or ``kubernetes`` profile.
 
-
-@contextmanager
-def _open(profile: Profile, opts: dict[str, Any], workers: int | None, timeout: float,
-          dashboard: bool) -> Iterator[Any]:
-    from cluster.connect import _client
-
+    ``profile.options`` minus the connection keys (``timeout``, ``wait_for_workers``,
+    ``description``) go to the kind's builder; ``workers`` (the CLI's --workers)
+    overrides the profile's size. Raises ClusterError naming the profile.
+    """
     kind = profile.kind
-    if kind in ("address", "scheduler-file"):
-        security = make_security(opts.get("ca_file"), opts.get("cert"), opts.get("key"))
-        if kind == "scheduler-file":
-            with connect_scheduler_file(opts["scheduler_file"], timeout,
-                                        security=security) as client:
-                yield client
-            return
-        address = normalize_address(str(opts["address"]), tls=security is not None)
-        with _client(address, timeout, security=security,
-                     source=profile.where()) as client:
-            yield client
-        return
+    if kind not in STARTED_KINDS:
+        raise ClusterError(f"{profile.where()}: kind {kind!r} starts no cluster")
+    opts = {k: v for k, v in profile.options.items()
+            if k not in ("timeout", "wait_for_workers", "description")}
     if kind == "local":
-        with start_local(workers if workers is not None else opts.get("workers"),
-                         timeout=timeout,
-                         dashboard=opts.get("dashboard", dashboard)) as client:
-            yield client
-        return
+        return local_cluster(workers if workers is not None else opts.get("workers"),
+                             dashboard=opts.get("dashboard", dashboard))
     require_extra(kind)
-    build = {"ssh": ssh_cluster, "slurm": slurm_cluster, "kubernetes": kubernetes_cluster}
+    build: dict[str, Callable[..., Any]] = {
+        "ssh": ssh_cluster, "slurm": slurm_cluster, "kubernetes": kubernetes_cluster}
     try:
-        started = build[kind](opts, timeout=timeout, workers=workers)
-    except ClusterError:
-        raise
+        return build[kind](opts, timeout=timeout, workers=workers)
+    except ClusterError as exc:
+        raise ClusterError(f"{profile.where()}: {exc}") from None
     except Exception as exc:
         raise ClusterError(
             f"{profile.where()}: cannot start the {kind} cluster: "
             f"{type(exc).__name__}: {str(exc)[:500]}"
         ) from None
-    try:
-        with _client(started.scheduler_address, timeout, cluster=started,
-                     source=profile.where()) as client:
-            yield client
-    finally:
-        started.close()
 
 
-# ---------------------------------------------------------------- the cluster builders
+# Background work of the cluster processes that a sweep's workers pay for on the same
+# cores: measured per thread during a 100k sweep on 2 vCPUs, the two compute threads got
+# 186 to 188 % of a core with Dask's defaults and 190 to 192 % with these. Each is set
+# only where it still has distributed's default (a user's own setting is kept):
+# {key: (distributed's default, backsweep's local cluster)}.
+LEAN_LOCAL_CONFIG: dict[str, tuple[Any, Any]] = {
+    # The statistical profiler samples every 10 ms; a task is one compiled call, so all it
+    # can ever show is that call.
+    "distributed.worker.profile.enabled": (True, False),
+    # Tasks are uniform and few are in flight; stealing would only move queued work.
+    "distributed.scheduler.work-stealing": (True, False),
+    # Event-loop health checks (warnings after 3 s blocked) and the dashboard's system
+    # plots: 50 and 2 wake-ups a second in every process by default.
+    "distributed.admin.tick.interval": ("20ms", "200ms"),
+    "distributed.admin.system-monitor.interval": ("500ms", "2s"),
+}
+
+
+def lean_local_config() -> dict[str, Any]:
+    """The LEAN_LOCAL_CONFIG values for the keys still at distributed's default."""
+    import dask.config
+
+    return {key: lean for key, (default, lean) in LEAN_LOCAL_CONFIG.items()
+            if dask.config.get(key, None) == default}
+
+
+def local_cluster(workers: int | None = None, *, dashboard: bool = True) -> Any:
+    """A LocalCluster of ``workers`` single-threaded processes on 127.0.0.1 (scheduler,
+    workers and every HTTP server), with less background work than Dask's defaults
+    (LEAN_LOCAL_CONFIG)."""
+    import dask.config
+    from distributed import LocalCluster
+
+    n = default_workers() if workers is None else workers
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ClusterError(f"--workers must be at least 1, got {n!r}")
+    # The scheduler and the nannies read these when created, and each nanny hands its
+    # config to the worker process it starts.
+    with dask.config.set(lean_local_config()):
+        # Without the dashboard the scheduler still serves its HTTP routes (health,
+        # metrics): on a free port too, not on 8787 where another cluster may already be.
+        return LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": dashboard},
+            env=dict(WORKER_ENV), silence_logs=40,
+        )
+
+
 def _env(opts: Mapping[str, Any]) -> dict[str, str]:
     extra = opts.get("env") or {}
     if not isinstance(extra, dict):
@@ -289,7 +310,9 @@ def ssh_kwargs(opts: Mapping[str, Any], *, timeout: float = 20.0) -> dict[str, A
     Workers run under a Nanny with one thread each and ``NUMBA_NUM_THREADS=1``;
     ``workers_per_host`` sets how many worker processes each worker host runs. The
     scheduler's dashboard binds to 127.0.0.1:8787 on the scheduler host unless
-    ``scheduler_options.dashboard_address`` says otherwise (use an SSH tunnel).
+    ``scheduler_options.dashboard_address`` says otherwise (use an SSH tunnel), and each
+    worker's HTTP server (its dashboard and metrics) to 127.0.0.1 on its host unless
+    ``worker_options.dashboard_address`` does.
     """
     connect_options = dict(opts.get("connect_options") or {})
     connect_options.setdefault("connect_timeout", timeout)
@@ -300,6 +323,7 @@ def ssh_kwargs(opts: Mapping[str, Any], *, timeout: float = 20.0) -> dict[str, A
         connect_options["known_hosts"] = str(Path(connect_options["known_hosts"]).expanduser())
     worker_options = dict(opts.get("worker_options") or {})
     worker_options.setdefault("nthreads", 1)
+    worker_options.setdefault("dashboard_address", WORKER_HTTP_ADDRESS)
     if "workers_per_host" in opts:
         worker_options["n_workers"] = int(opts["workers_per_host"])
     worker_options["env"] = {**_env(opts), **(worker_options.get("env") or {})}
@@ -328,7 +352,10 @@ def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
     job); ``jobs`` or ``workers`` (overridden by the CLI's --workers) say how many to ask
     for, or ``adapt = {minimum_jobs, maximum_jobs}`` scales with the load; the job
     script exports ``NUMBA_NUM_THREADS=1``; the dashboard binds to 127.0.0.1:8787 on the
-    submitting host. Any other key is a SLURMCluster argument (see dask-jobqueue).
+    submitting host (``scheduler_options.dashboard_address`` says otherwise) and each
+    worker's HTTP server to 127.0.0.1 on its node (``worker_extra_args =
+    ["--dashboard-address", ...]`` says otherwise). Any other key is a SLURMCluster
+    argument (see dask-jobqueue).
     """
     kw = {k: v for k, v in opts.items() if k not in ("jobs", "workers", "env", "adapt")}
     kw.setdefault("processes", kw["cores"])
@@ -340,6 +367,7 @@ def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
     kw["scheduler_options"] = scheduler_options
     prologue = [f"export {k}={v}" for k, v in _env(opts).items()]
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue") or [])
+    kw["worker_extra_args"] = _local_worker_http(kw.get("worker_extra_args"))
     scale: dict[str, Any] = {}
     if workers:
         scale["n"] = int(workers)  # the command line's --workers wins
@@ -353,6 +381,21 @@ def slurm_kwargs(opts: Mapping[str, Any], *, workers: int | None = None
                                "maximum_jobs = 10}")
         scale = {"adapt": dict(opts["adapt"])}
     return kw, scale
+
+
+def _local_worker_http(args: Any) -> list[str]:
+    """``worker_extra_args`` (the profile's, else dask-jobqueue's config) plus
+    ``--dashboard-address 127.0.0.1:0`` unless they set the worker's HTTP address: the
+    ``dask worker`` command line binds it to all interfaces by default."""
+    if args is None:
+        import dask.config
+
+        args = dask.config.get("jobqueue.slurm.worker-extra-args", default=None)
+    args = [str(a) for a in (args or [])]
+    if not any(a == "--dashboard-address" or a.startswith("--dashboard-address=")
+               for a in args):
+        args += ["--dashboard-address", WORKER_HTTP_ADDRESS]
+    return args
 
 
 def slurm_cluster(opts: Mapping[str, Any], *, timeout: float, workers: int | None) -> Any:

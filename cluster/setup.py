@@ -32,7 +32,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from cluster.connect import WORKER_ENV, ClusterError
+from cluster.base import WORKER_ENV, ClusterError
 from cluster.environment import (
     VERSIONED_PACKAGES,
     check_environment,

@@ -35,7 +35,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from cluster.connect import ClusterError
+from cluster.base import ClusterError
 
 __all__ = ["MAX_SHIP_BYTES", "ShipModule", "collect_module", "ship_modules"]
 

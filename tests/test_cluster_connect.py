@@ -226,6 +226,16 @@ def test_started_clusters_are_single_threaded_with_private_dashboards() -> None:
     assert "export NUMBA_NUM_THREADS=1" in kw["job_script_prologue"]
     assert kw["scheduler_options"]["dashboard_address"].startswith("127.0.0.1:")
     assert slurm_kwargs({"cores": 2, "memory": "1GB"}, workers=5)[1] == {"n": 5}
+    # the workers' HTTP servers (dashboard, /metrics) listen on 127.0.0.1 by default ...
+    assert ssh["worker_options"]["dashboard_address"] == "127.0.0.1:0"
+    assert kw["worker_extra_args"][-2:] == ["--dashboard-address", "127.0.0.1:0"]
+    # ... unless the profile says otherwise
+    kw, _ = slurm_kwargs({"cores": 1, "memory": "1GB",
+                          "worker_extra_args": ["--dashboard-address", ":8788", "--lifetime",
+                                                "1h"]})
+    assert kw["worker_extra_args"] == ["--dashboard-address", ":8788", "--lifetime", "1h"]
+    assert ssh_kwargs({"hosts": ["h", "w"], "worker_options": {
+        "dashboard_address": ":0"}})["worker_options"]["dashboard_address"] == ":0"
     k8s = kubernetes_kwargs({"image": "img:1", "env": {"A": "b"}})
     assert k8s["worker_command"] == "dask worker --nthreads 1"
     assert k8s["env"]["NUMBA_NUM_THREADS"] == "1" and k8s["env"]["A"] == "b"
@@ -279,3 +289,128 @@ def test_kubernetes_without_credentials_fails_fast(tmp_path, monkeypatch) -> Non
         with cluster.connect("k8s", config=config):
             pass
     assert time.monotonic() - started < 120  # a hang guard, not a speed test
+
+
+def _node_ip() -> str:
+    from slurm_fixtures import node_ip
+
+    return node_ip()
+
+
+@pytest.mark.parametrize("dashboard", ["127.0.0.1:0", ":0"])
+def test_dashboard_link_is_where_the_dashboard_listens(tmp_path, dashboard) -> None:
+    """A scheduler reached at this host's network address whose dashboard listens on
+    127.0.0.1 only: Dask's link names the network address, where nothing answers;
+    connect's client names 127.0.0.1. A dashboard on all interfaces keeps Dask's link."""
+    from slurm_fixtures import listening
+    from test_cluster_support import DASK, Proc, wait_for
+
+    ip = _node_ip()
+    sched_file = tmp_path / "scheduler.json"
+    proc = Proc([*DASK, "scheduler", "--host", ip, "--port", "0", "--dashboard-address",
+                 dashboard, "--scheduler-file", str(sched_file)], tmp_path / "sched.log")
+    try:
+        wait_for(lambda: sched_file.exists() or not proc.alive(), 60, "the scheduler")
+        with cluster.connect(f"scheduler-file:{sched_file}", timeout=20) as client:
+            assert client.scheduler.address.startswith(f"tcp://{ip}:")
+            link = client.dashboard_link
+            port = client.scheduler_info()["services"]["dashboard"]
+            expected_host = "127.0.0.1" if dashboard.startswith("127.") else ip
+            assert link == f"http://{expected_host}:{port}/status"
+            assert listening(port, expected_host)
+            if dashboard.startswith("127."):
+                assert not listening(port, ip)
+    finally:
+        proc.stop()
+
+
+def test_local_cluster_http_servers_listen_on_127_0_0_1() -> None:
+    """Every listening socket of a local cluster (scheduler, nannies, workers: comm ports
+    and HTTP servers) is on 127.0.0.1."""
+    import os
+
+    import psutil
+
+    with cluster.connect("local", workers=2) as client:
+        pids = {os.getpid(), *client.run(os.getpid).values()}
+        pids |= {psutil.Process(pid).ppid() for pid in list(pids - {os.getpid()})}
+        for pid in pids:
+            for conn in psutil.Process(pid).net_connections("tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    assert conn.laddr.ip == "127.0.0.1", (pid, conn)
+
+
+CLUSTER_DIR = Path(cluster.__file__).parent
+
+
+def _cluster_imports() -> dict[str, set[str]]:
+    """{module: modules of backsweep's packages it imports (anywhere in its code)}."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted(CLUSTER_DIR.glob("*.py")):
+        name = "cluster" if path.stem == "__init__" else f"cluster.{path.stem}"
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found
+                       if m.split(".")[0] in ("cluster", "sweep", "strategies", "engine")}
+    return graph
+
+
+def test_cluster_imports_point_one_way() -> None:
+    """cluster imports nothing of sweep, strategies or engine (in any function either);
+    within the package, imports form no cycle and profiles never import connect (one
+    dispatcher: connect turns targets into clients, profiles only read and build)."""
+    graph = _cluster_imports()
+    outside = {m: sorted(i for i in deps if not i.startswith("cluster"))
+               for m, deps in graph.items()}
+    assert not any(outside.values()), outside
+    assert "cluster.connect" not in graph["cluster.profiles"]
+    assert graph["cluster.base"] == set()
+    # no cycle: repeatedly drop modules that import nothing left
+    left = {m: {d for d in deps if d in graph and d != "cluster"} for m, deps in graph.items()
+            if m != "cluster"}
+    while left:
+        leaves = [m for m, deps in left.items() if not deps & set(left)]
+        assert leaves, f"import cycle among {sorted(left)}"
+        for m in leaves:
+            del left[m]
+    # and at run time: importing cluster loads none of the other packages
+    out = __import__("subprocess").run(
+        [sys.executable, "-c", "import sys, cluster; print(sorted({m.split('.')[0] for m in "
+         "sys.modules} & {'engine', 'strategies', 'sweep'}))"],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_target_kind_goes_through_one_dispatcher(dask_procs, tmp_path) -> None:
+    """Address, bare host:port, scheduler file, address profile, scheduler-file profile,
+    a Client and a Cluster all give the same scheduler through cluster.connect; only
+    what connect started is closed."""
+    from distributed import Client, LocalCluster
+
+    config = tmp_path / "clusters.toml"
+    config.write_text(f'[profiles.lab]\naddress = "{dask_procs.address}"\n'
+                      f'[profiles.file]\nscheduler_file = "{dask_procs.scheduler_file}"\n')
+    targets = [dask_procs.address, dask_procs.address.removeprefix("tcp://"),
+               f"scheduler-file:{dask_procs.scheduler_file}", "lab", "profile:file"]
+    for target in targets:
+        with cluster.connect(target, config=config, timeout=10) as client:
+            assert client.scheduler.address == dask_procs.address, target
+    with Client(dask_procs.address, timeout=10) as mine:
+        with cluster.connect(mine) as client:
+            assert client is mine
+        assert mine.status == "running"  # not closed: connect did not start it
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as local:
+        with cluster.connect(local) as client:
+            assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+        assert local.status.name == "running"
+    with pytest.raises(ClusterError, match="not a scheduler address"):
+        config.write_text('[profiles.bad]\naddress = "lab"\n')
+        with cluster.connect("bad", config=config):
+            pass
