@@ -51,6 +51,21 @@ def user_code(tmp_path_factory):
     return {"file": rsi, "package": write_user_package(root / "v1", 1), "root": root}
 
 
+def _ensure_workers(procs, *names):
+    """Start each named worker that is not running (an earlier test may have stopped or
+    killed it): every test sets up the workers it needs, in any order."""
+    for name in names:
+        proc = procs.workers.get(name)
+        if proc is None or not proc.alive():
+            if proc is not None:
+                procs.stop_worker(name)
+            procs.add_worker(name)
+
+
+def _scheduler_names(client):
+    return {w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+
+
 def _names():
     import strategies
 
@@ -62,8 +77,12 @@ def _origin(module):
 
 
 def test_modules_are_imported_on_every_worker_and_on_late_ones(ship_procs, user_code):
+    _ensure_workers(ship_procs, "a", "b")
+    if "c" in ship_procs.workers:  # left by another test: "c" must join after shipping
+        ship_procs.stop_worker("c")
     with cluster.connect(ship_procs.address, timeout=10) as client:
         wait_for_worker_names(client, {"a", "b"})
+        wait_for(lambda: "c" not in _scheduler_names(client), 60, "worker c to leave")
         versions = cluster.prepare(client, modules=[user_code["file"], user_code["package"]],
                                    warm_up=warm_up, on_unload=strategies.unregister_module)
         assert versions["backsweep"]
@@ -105,7 +124,9 @@ def test_modules_are_imported_on_every_worker_and_on_late_ones(ship_procs, user_
 
 def test_shipping_a_changed_package_replaces_it(ship_procs, user_code, tmp_path):
     v2 = write_user_package(tmp_path, 2)
+    _ensure_workers(ship_procs, "a", "b")
     with cluster.connect(ship_procs.address, timeout=10) as client:
+        wait_for_worker_names(client, {"a", "b"})
         unload = strategies.unregister_module
         cluster.ship_modules(client, [user_code["package"]], on_unload=unload)  # v1 again
         assert cluster.ship_modules(client, [v2], on_unload=unload) == ["bs_userpkg"]
@@ -122,10 +143,13 @@ def test_shipping_a_changed_package_replaces_it(ship_procs, user_code, tmp_path)
             assert version == 2 and names == ["pkg_ma_v2"]
 
 
-def test_a_module_that_fails_to_import_is_refused(ship_procs, tmp_path):
+def test_a_module_that_fails_to_import_is_refused(ship_procs, user_code, tmp_path):
     bad = tmp_path / "bs_broken_strategy.py"
     bad.write_text("import strategies\nx = 1 / 0\n")
+    _ensure_workers(ship_procs, "a", "b")
     with cluster.connect(ship_procs.address, timeout=10) as client:
+        wait_for_worker_names(client, {"a", "b"})
+        cluster.ship_modules(client, [user_code["file"]])  # a good one, shipped before
         with pytest.raises(ClusterError) as info:
             cluster.ship_modules(client, [bad])
         text = str(info.value)
@@ -177,6 +201,9 @@ def test_workers_join_and_die_mid_stream_without_losing_tasks(ship_procs, user_c
     """Elastic, from the cluster side: 100 tasks that need the shipped strategy; a worker
     joins while they run and takes some; another is SIGKILLed (nanny and all) while they
     run; every task completes exactly once (Dask retries what the dead worker held)."""
+    _ensure_workers(ship_procs, "a", "b", "c")
+    if "d" in ship_procs.workers:
+        ship_procs.stop_worker("d")
     with cluster.connect(ship_procs.address, timeout=10) as client:
         cluster.prepare(client, modules=[user_code["file"]])
         wait_for_worker_names(client, {"a", "b", "c"})
