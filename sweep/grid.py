@@ -140,7 +140,7 @@ class Grid:
         axes = []
         for name, raw in spec.items():
             if not is_param_column(name):
-                raise GridError(f"grid axis {name!r} clashes with a result column")
+                raise GridError(f"grid axis {name!r} clashes with a reserved result column")
             values = [_none_word(name, v) for v in expand_values(name, raw)]
             if name in strategy.params:
                 p = strategy.params[name]

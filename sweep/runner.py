@@ -451,8 +451,17 @@ def _execute(resolved: ResolvedSweep, record: SweepRecord, todo: list[int],
             with contextlib.suppress(Exception):
                 c.unregister_worker_plugin(plugin.name)
     if verdict is not None:
-        with contextlib.suppress(Exception):
-            c.close(timeout=2)  # a lost scheduler: nothing to wait for
+        # A lost scheduler: nothing to wait for. Closing cancels the client's reconnect
+        # attempts, which distributed logs as an error with a traceback: our message says
+        # what happened instead.
+        quiet = logging.getLogger("distributed.client")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            with contextlib.suppress(Exception):
+                c.close(timeout=2)
+        finally:
+            quiet.setLevel(level)
         done = store.done_chunks(plan.n_windows)
         raise SchedulerLostError(
             f"lost the Dask scheduler at {watch.address}: {verdict}. {len(done)} of "

@@ -218,9 +218,10 @@ class SweepSpec:
 
     @property
     def data_is_recipe(self) -> bool:
-        """Data a worker rebuilds from the string itself (synthetic or bundled samples)
-        rather than receives: only when no file option goes with it."""
-        return isinstance(self.data, str) and self.data.startswith(("synthetic", "sample:"))
+        """Data a worker rebuilds from the string itself rather than receives: synthetic
+        data (a few bytes instead of the panel). Everything else travels as the panel, so
+        workers need neither the files nor the packages that bundle samples."""
+        return isinstance(self.data, str) and self.data.startswith("synthetic")
 
     # ---------------------------------------------------------- validation
     def resolve(self, panel: Panel | None = None, *, load_modules: bool = True
@@ -389,13 +390,13 @@ def _data_value(data: Any, where: str) -> str | dict[str, Any]:
 
 
 def _load_data(data: str | Mapping[str, Any], where: str) -> Panel:
-    from engine.data import load_panel, parse_data_spec
+    from engine.data import parse_data_spec
 
     source = data if isinstance(data, str) else data["source"]
     options = {} if isinstance(data, str) else {k: v for k, v in data.items()
                                                 if k != "source"}
     try:
-        return load_panel(source, **options) if options else parse_data_spec(source)
+        return parse_data_spec(source, **options)
     except (PanelError, ValueError, ImportError, OSError) as exc:
         raise SpecError(f"{where}data {source!r}: {exc}") from None
 

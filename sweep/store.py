@@ -258,6 +258,7 @@ class ResultStore:
             stale += [p for p in self.root.iterdir() if self._is_own_temp(p)]
         for path in stale:
             path.unlink(missing_ok=True)
+        _rmdir_if_empty(self.tmp)
         return len(stale)
 
     def clear(self) -> list[Path]:

@@ -22,6 +22,7 @@ import sweep.grid
 from engine import METRIC_NAMES, EngineConfig, Panel, run_backtest
 from engine.data import synthetic_panel
 from sweep.grid import ENGINE_AXES, GridError
+from sweep.schema import is_param_column
 
 CONFIG = EngineConfig(init_cash=100_000.0)
 WINDOWS = [(None, "2010-09-30"), ("2010-07-01", "2011-03-31"), ("2011-04-01", None)]
@@ -128,7 +129,7 @@ def test_stop_axis_with_none(panel: Panel) -> None:
 def test_window_param_is_sweepable(panel: Panel) -> None:
     # Built-in parameters must not collide with reserved result columns such as 'window'.
     for s in strategies.names():
-        assert not set(strategies.get(s).params) & sweep.grid.RESERVED_COLUMNS, s
+        assert all(is_param_column(p) for p in strategies.get(s).params), s
     df = check_exact(panel, "mean_reversion", {"period": [10, 20]}, CONFIG, [], None)
     assert df.height == 2
 
@@ -219,7 +220,7 @@ BAD_INPUT = [
      GridError, r"window 1 .* holds 1 bar\(s\).*at least 2"),
     ("ma_cross", {"fast": [5]}, {"windows": [("2011-01-01",)]}, GridError,
      r"window 0: expected \[start, end\]"),
-    ("ma_cross", {"fast": [5]}, {"windows": []}, GridError, r"windows: the list is empty"),
+    ("ma_cross", {"fast": [5]}, {"windows": []}, GridError, r"'ranges' is empty"),
     ("ma_cross", {"fast": [5]}, {"windows": [("someday", None)]}, ValueError,
      r"cannot parse 'someday' as a date"),
     ("top_n", {"feature": ["ml_score", "pe_ratio"]}, {}, SE,

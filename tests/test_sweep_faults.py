@@ -83,7 +83,7 @@ def reference(dask_cluster: DaskProcesses, config: Path,
     dask_cluster.ensure_workers(2)
     out = tmp_path_factory.mktemp("reference")
     summary = run_sweep(SweepSpec.from_toml(config), dask_cluster.address, out,
-                        chunk_size=CHUNK, progress=False, echo=lambda _: None)
+                        chunk_size=CHUNK, progress=False)
     assert summary.ok and summary.n_runs == N_RUNS and summary.chunks_run == N_CHUNKS
     table = read_runs(out / "faults")
     assert table.height == N_RUNS
@@ -256,3 +256,63 @@ def test_ctrl_c_on_the_local_cluster_stops_everything(config: Path, reference: A
     ids = set(kept["chunk_id"])
     same_runs(reference.filter(reference["chunk_id"].is_in(list(ids))), kept)
     assert read_meta(root)["status"] == "interrupted"
+
+
+# ------------------------------------------------------------------ scheduler loss
+WINDOW = 5  # seconds the scheduler may be unreachable (distributed.comm.timeouts.connect)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_lost_scheduler_ends_the_sweep_promptly_and_a_rerun_resumes(
+        how: str, config: Path, reference: Any, tmp_path: Path) -> None:
+    """The scheduler SIGKILLed (gone) or SIGSTOPped (hung: the connection stays open and
+    nothing answers) once chunks have landed: the CLI exits 1 within a bound, naming the
+    scheduler and how many chunks are on disk, and saying that a rerun resumes; the rerun
+    on a fresh cluster ends with the uninterrupted sweep's table."""
+    procs = DaskProcesses(tmp_path / "dask1")
+    (tmp_path / "dask1").mkdir()
+    out = tmp_path / "out"
+    root = out / "faults"
+    log = tmp_path / "run.log"
+    try:
+        address = procs.start_scheduler()
+        procs.ensure_workers(2)
+        proc = start_cli("run", config, "--out", out, "--cluster", address, "--chunk-size",
+                         str(CHUNK), "--no-progress", log=log,
+                         DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=f"{WINDOW}s")
+        wait_until_started(proc, root, log)
+        lost_at = time.monotonic()
+        os.kill(procs.scheduler.pid, signal.SIGKILL if how == "SIGKILL" else signal.SIGSTOP)
+        try:
+            proc.wait(timeout=WINDOW + 60)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise AssertionError(f"backsweep still running {WINDOW + 60} s after the "
+                                 f"scheduler was {how}ed:\n{log.read_text()[-3000:]}") from None
+        took = time.monotonic() - lost_at
+        text = log.read_text(errors="replace")
+        assert proc.returncode == 1, text[-3000:]
+        assert f"lost the Dask scheduler at {address}" in text, text[-3000:]
+        done = len({p.name for p in part_files(root)})
+        assert f"{done} of {N_CHUNKS} chunks are safely on disk in {root}" in text
+        assert "rerun the same command against a live cluster to resume" in text
+        assert "Traceback" not in text
+        assert took < WINDOW + 30, f"took {took:.1f} s to give up"
+        assert read_meta(root)["status"] == "interrupted"
+    finally:
+        if procs.scheduler is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(procs.scheduler.pid, signal.SIGCONT)
+        procs.close()
+    fresh = DaskProcesses(tmp_path / "dask2")
+    (tmp_path / "dask2").mkdir()
+    try:
+        fresh.start_scheduler()
+        fresh.ensure_workers(2)
+        proc = run_cli("run", config, "--out", out, "--cluster", fresh.address,
+                       "--no-progress", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "already on disk" in proc.stdout and " 0 already on disk" not in proc.stdout
+    finally:
+        fresh.close()
+    same_runs(check_exactly_once(root), reference)

@@ -7,6 +7,7 @@ and the CLI end to end (``backsweep run`` and ``backsweep show`` in subprocesses
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import shutil
@@ -53,7 +54,7 @@ PART = re.compile(r"^window=(\d+)/part-(\d{7})\.parquet$")
 
 
 def quiet(spec: SweepSpec | str | Path, client: Any, out: Path, **kw: Any) -> sweep.SweepSummary:
-    return run_sweep(spec, client, out, progress=False, echo=lambda _: None, **kw)
+    return run_sweep(spec, client, out, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -254,17 +255,18 @@ def test_workers_write_or_send_their_chunks(client: Any, reference: Path, tmp_pa
         same_runs(read_runs(reference), read_runs(root))
 
 
-def test_older_chunk_layout_refused_unless_overwrite(client: Any, reference: Path,
-                                                     tmp_path: Path) -> None:
-    """Results of this same sweep cut into chunks of the older layout (one window a
-    chunk) cannot be resumed: their chunk ids name other runs."""
+def test_older_record_layout_refused_unless_overwrite(client: Any, reference: Path,
+                                                      tmp_path: Path) -> None:
+    """Results of this same sweep written by an older backsweep (a sweep.json without
+    the record's schema version) are refused, never misread, with a message saying how
+    to rerun; --overwrite recomputes them."""
     out = tmp_path / "out"
     root = out / SPEC.name
     shutil.copytree(reference, root)
     meta = read_meta(root)
-    del meta["plan"]["layout"]
+    del meta["schema"]
     meta["status"] = "running"
-    ResultStore(root).write_meta(meta)
+    (root / "sweep.json").write_text(json.dumps(meta))
     files_before = sorted(part_files(root))
     with pytest.raises(SpecError, match=r"older backsweep.*--overwrite"):
         quiet(SPEC, client, out)
@@ -308,7 +310,8 @@ def test_resumed_history_gives_the_same_table(client: Any, reference: Path,
     for p in gone:
         p.unlink()
     # what a client killed while writing leaves behind: a temp file, never a part file
-    stale = gone[0].parent / f".{gone[0].name}.k1ll3d.tmp"
+    (root / ".tmp").mkdir(exist_ok=True)
+    stale = root / ".tmp" / f".{gone[0].name}.k1ll3d.tmp"
     stale.write_bytes(b"PAR1 half a file")
     summary = quiet(SPEC, client, out, chunk_size=1)  # the stored plan wins on resume
     # a chunk with any window's file missing is recomputed (all its windows rewritten)
@@ -665,10 +668,12 @@ def test_cli_show_top_n(ma_demo: Path, ma_demo_runs: int) -> None:
     assert fasts == best["fast"].to_list()
     trades = [r[names.index("n_trades")] for r in rows]  # counts print as integers
     assert trades == [str(int(n)) for n in best["n_trades"].to_list()]
-    summary = read_meta(ma_demo)["summary"]["by_window"]
-    for w in summary:
-        assert (f"window {w['window']}: DSR {w['dsr']:.2f}, PBO {w['pbo']:.2f} over "
-                f"{w['n_trials']} trials") in result.stdout
+    meta = read_meta(ma_demo)
+    for w, info in zip(meta["overfit"], meta["windows"], strict=True):
+        dates = f"{info['start'][:10]} .. {info['end'][:10]}"
+        assert re.search(rf"window {w['window']} \({dates}\): DSR {w['dsr']:.2f} \(.+\), "
+                         rf"PBO {w['pbo']:.2f} \(.+\) over {w['n_trials']} trials",
+                         result.stdout), result.stdout
     # lower-is-better metrics rank ascending
     result = run_cli("show", ma_demo, "--top", "3", "--by", "max_drawdown", **WIDE)
     assert result.returncode == 0, result.stderr

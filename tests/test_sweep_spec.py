@@ -31,6 +31,10 @@ def resolve_text(tmp_path: Path, text: str, name: str = "case.toml") -> Resolved
     return SweepSpec.from_toml(write_toml(tmp_path / name, text)).resolve()
 
 
+def bounds(resolved: ResolvedSweep) -> list[tuple[int, int]]:
+    return [w.bounds for w in resolved.windows]
+
+
 def axes(resolved: ResolvedSweep) -> dict[str, list]:
     return {name: list(values) for name, values in resolved.grid.axes}
 
@@ -51,7 +55,7 @@ kind = ["sma", "ema"]
     table = r.combos_table(0, r.n_combos)
     assert list(table.select("fast", "slow", "kind").iter_rows()) == expected
     assert r.n_runs == len(expected)
-    assert r.windows == [(0, 300)]
+    assert bounds(r) == [(0, 300)]
     assert r.combos is None
     assert r.strategy is strategies.get("ma_cross")
     # a single constraint may be a plain string
@@ -115,9 +119,9 @@ def test_windows_ranges(tmp_path: Path) -> None:
 ranges = [["2010-02-01", "2010-06-30"], ["2010-06-01", "2011-01-31"]]
 """)
     ts = r.panel.timestamps
-    assert r.windows == [r.panel.index_range("2010-02-01", "2010-06-30"),
+    assert bounds(r) == [r.panel.index_range("2010-02-01", "2010-06-30"),
                          r.panel.index_range("2010-06-01", "2011-01-31")]
-    (a0, a1), (b0, _) = r.windows
+    (a0, a1), (b0, _) = bounds(r)
     assert str(ts[a0])[:10] == "2010-02-01" and str(ts[a1 - 1])[:10] == "2010-06-30"
     assert b0 < a1  # overlapping windows are allowed
 
@@ -135,7 +139,7 @@ ranges = [["2010-02-01", "2010-06-30"], ["2010-06-01", "2011-01-31"]]
 )
 def test_generated_windows_in_bars(tmp_path: Path, windows: str, expected: list) -> None:
     r = resolve_text(tmp_path, BASE + "[windows]\n" + windows + "\n")
-    assert r.windows == expected
+    assert bounds(r) == expected
 
 
 def _offset(ts: np.datetime64, length: str) -> np.datetime64:
@@ -149,7 +153,7 @@ def test_generated_calendar_windows_2y_1y(tmp_path: Path) -> None:
     ts = r.panel.timestamps
     assert len(r.windows) == 8  # 2010-01-04 .. 2019-08-30: starts 2010 .. 2017
     days = np.timedelta64(4, "D")  # a weekend-rolled bound may move a few days
-    for k, (i0, i1) in enumerate(r.windows):
+    for k, (i0, i1) in enumerate(bounds(r)):
         assert str(ts[i0])[:4] == str(2010 + k)
         # about [start, start + 2Y): the last bar is before the 2-year mark, the next not
         assert ts[i1 - 1] < _offset(ts[i0], "2y") + days
@@ -164,8 +168,8 @@ def test_generated_calendar_windows_6m_anchored_within_bounds(tmp_path: Path) ->
     ts = r.panel.timestamps
     lo, hi = r.panel.index_range("2011-01-01", "2013-12-31")
     assert len(r.windows) == 5  # 6, 12, 18, 24, 30 months; 36 would pass the end bound
-    assert all(i0 == lo for i0, _ in r.windows)
-    ends = [i1 for _, i1 in r.windows]
+    assert all(i0 == lo for i0, _ in bounds(r))
+    ends = [i1 for _, i1 in bounds(r)]
     assert ends == sorted(ends) and ends[-1] <= hi
     # the first one is exactly [start, start + 6 months)
     assert ts[ends[0] - 1] < _offset(ts[lo], "6mo") <= ts[ends[0]]
@@ -191,7 +195,7 @@ def test_calendar_windows_do_not_drift(tmp_path: Path, windows: str, bound: str,
     ts = r.panel.timestamps
     n = 6 if "6M" in windows else 1
     late = {}
-    for k, (i0, i1) in enumerate(r.windows):
+    for k, (i0, i1) in enumerate(bounds(r)):
         steps = k if bound == "start" else k + 1
         expected = int(np.searchsorted(ts, _offset(ts[0], f"{n * steps}{unit}"), side="left"))
         got = i0 if bound == "start" else i1
@@ -285,7 +289,7 @@ def test_example_top_n_windows() -> None:
     r = SweepSpec.from_toml(REPO / "examples" / "top_n_windows.toml").resolve()
     ts = r.panel.timestamps
     assert len(r.windows) >= 5
-    assert all(str(ts[i0])[:4] == str(2010 + k) for k, (i0, _) in enumerate(r.windows))
+    assert all(str(ts[i0])[:4] == str(2010 + k) for k, (i0, _) in enumerate(bounds(r)))
     assert any(name in axes(r) for name in ("commission", "slippage"))
 
 

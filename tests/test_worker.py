@@ -23,7 +23,8 @@ from engine import METRIC_NAMES
 from sweep import SweepSpec
 from sweep.grid import ENGINE_AXES
 from sweep.plan import Plan
-from sweep.worker import TOKEN_FILE, StoreTarget, SweepContextPlugin, run_chunk, run_ids
+from sweep.store import TOKEN_NAME as TOKEN_FILE
+from sweep.worker import StoreTarget, SweepContextPlugin, run_chunk, run_ids
 
 GRID = {"fast": [3, 5, 8], "slow": [20, 40], "kind": ["sma", "ema"],
         "commission": [0.0, 0.001]}
@@ -121,8 +122,7 @@ def test_a_chunk_bigger_than_a_segment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _reference_run_ids(resolved: Any, table: pl.DataFrame, window: int) -> list[str]:
     """The definition, run by run: blake2b of the canonical JSON of the run."""
-    i0, i1 = resolved.windows[window]
-    ts = resolved.panel.timestamps
+    w = resolved.windows[window]
     defaults = {k: p.default for k, p in resolved.strategy.params.items()}
     engine = resolved.config.to_dict()
     out = []
@@ -131,7 +131,7 @@ def _reference_run_ids(resolved: Any, table: pl.DataFrame, window: int) -> list[
             "strategy": resolved.strategy.name,
             "params": defaults | {k: v for k, v in row.items() if k not in ENGINE_AXES},
             "engine": engine | {k: v for k, v in row.items() if k in ENGINE_AXES},
-            "window": [str(ts[i0]), str(ts[i1 - 1])],
+            "window": [str(w.start), str(w.end)],
             "data": resolved.panel.fingerprint,
         }, sort_keys=True, default=str)
         out.append(hashlib.blake2b(text.encode(), digest_size=10).hexdigest())
@@ -142,7 +142,7 @@ def test_run_ids_follow_their_definition() -> None:
     resolved = _spec(engine={"fixed_fee": 0.5, "stop_loss": 0.05}).resolve()
     table = resolved.combos_table(0, resolved.n_combos)
     for w in range(len(RANGES)):
-        ids = run_ids(resolved, table, w)
+        ids = run_ids(resolved, table, resolved.windows[w])
         assert ids == _reference_run_ids(resolved, table, w)
         assert len(set(ids)) == table.height
     # a grid of floats, bools and a string, in another column order
@@ -151,13 +151,14 @@ def test_run_ids_follow_their_definition() -> None:
                            "slippage": [0.0, 0.0005], "allow_short": [False, True]})
     resolved = spec.resolve()
     table = resolved.combos_table(0, resolved.n_combos)
-    assert run_ids(resolved, table, 0) == _reference_run_ids(resolved, table, 0)
+    assert run_ids(resolved, table, resolved.windows[0]) == \
+        _reference_run_ids(resolved, table, 0)
     # -0.0 and 0.0 compare equal but are two grid values: two runs, two ids
     spec = SweepSpec(name="z", strategy="ma_cross", data="synthetic:assets=2,bars=200",
                      grid={"fast": [3], "slow": [20], "commission": [0.0, -0.0, 0.001]})
     resolved = spec.resolve()
     table = resolved.combos_table(0, resolved.n_combos)
-    ids = run_ids(resolved, table, 0)
+    ids = run_ids(resolved, table, resolved.windows[0])
     assert ids == _reference_run_ids(resolved, table, 0) and len(set(ids)) == 3
 
 
