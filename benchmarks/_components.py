@@ -51,7 +51,7 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
         kernel(data, rows[r], weights)
         out[r] = simulate(open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1],
                           weights[t0:t1], cfgs[0], last_bar, no_atr, 0, no_log, ppy,
-                          no_blocks)[8][0]
+                          no_blocks).metrics[0]
     return out
 
 
@@ -65,7 +65,7 @@ def _simulate_repeat(open_, high, low, close, weights, cfgs, ppy, repeat):
     acc = 0.0
     for _ in range(repeat):
         acc += simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0,
-                        no_log, ppy, no_blocks)[8][0]
+                        no_log, ppy, no_blocks).metrics[0]
     return acc
 
 
@@ -75,10 +75,9 @@ def _one_run(open_, high, low, close, weights, cfgs, ppy):
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
     log = np.empty(0, dtype=TRADE_DTYPE)
-    equity, _, exposure, fees, notional, _, _, acct, _ = simulate(
-        open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 1, log, ppy,
-        np.empty((0, 3)))
-    return equity, exposure, fees.sum(), notional.sum(), acct
+    sim = simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 1, log, ppy,
+                   np.empty((0, 3)))
+    return sim.equity, sim.exposure, sim.fees.sum(), sim.notional.sum(), sim.acct
 
 
 @njit(nogil=True)

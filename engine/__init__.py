@@ -11,9 +11,10 @@ Example:
     5.0
 """
 
-from engine.kernel_cache import drop_stale_caches
+from engine.kernel_cache import guard_package
 
-drop_stale_caches()  # before any kernel module is imported: see engine/kernel_cache.py
+# Before any kernel module is imported: see engine/kernel_cache.py.
+guard_package(__name__, ("nb/*.py", "config.py"))
 
 from engine.backtest import BacktestResult, run_backtest, run_batch
 from engine.config import EngineConfig

@@ -155,26 +155,23 @@ def run_backtest(
     log = np.empty(int(np.isfinite(w).sum()) + panel.n_assets + 16, dtype=TRADE_DTYPE)
     record = 2 if positions else 1
     while True:
-        equity, cash, exposure, fees, notional, pos, n_trades, _, values = simulate(
-            panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr, record, log,
-            ppy, np.empty((0, 3)),
-        )
-        if n_trades <= log.shape[0]:
+        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr,
+                       record, log, ppy, np.empty((0, 3)))
+        if sim.n_trades <= log.shape[0]:
             break
-        log = np.empty(n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for every trade
-    trades = log[:n_trades]
+        log = np.empty(sim.n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for all
     return BacktestResult(
         timestamps=panel.timestamps,
         assets=panel.assets,
         config=cfg,
-        equity=equity,
-        cash=cash,
-        exposure=exposure,
-        fees=fees,
-        turnover=notional,
-        positions=pos if positions else None,
-        metrics=dict(zip(METRIC_NAMES, values.tolist(), strict=True)),
-        _trade_records=trades,
+        equity=sim.equity,
+        cash=sim.cash,
+        exposure=sim.exposure,
+        fees=sim.fees,
+        turnover=sim.notional,
+        positions=sim.positions if positions else None,
+        metrics=dict(zip(METRIC_NAMES, sim.metrics.tolist(), strict=True)),
+        _trade_records=log[:sim.n_trades],
     )
 
 

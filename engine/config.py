@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -13,29 +16,9 @@ __all__ = ["CONFIG_DTYPE", "FILL_MODES", "EngineConfig", "pack_configs"]
 
 FILL_MODES = ("next_open", "close")
 
-# The kernels read configs as records of this dtype (one source of truth: EngineConfig;
-# `pack_configs` derives the records). Unset optional stops are NaN.
-CONFIG_DTYPE = np.dtype(
-    [
-        ("init_cash", np.float64),
-        ("fill_close", np.bool_),
-        ("commission", np.float64),
-        ("fixed_fee", np.float64),
-        ("slippage", np.float64),
-        ("fractional", np.bool_),
-        ("min_trade_value", np.float64),
-        ("min_weight_change", np.float64),
-        ("allow_short", np.bool_),
-        ("max_leverage", np.float64),
-        ("cash_account", np.bool_),
-        ("stop_loss", np.float64),
-        ("take_profit", np.float64),
-        ("trailing_stop", np.float64),
-        ("atr_stop", np.float64),
-        ("atr_window", np.int64),
-    ],
-    align=True,
-)
+# A field with this metadata stays in Python: the kernels get it another way (``fill`` as
+# the derived ``fill_close``, ``periods_per_year`` as an argument per window).
+PYTHON_ONLY = {"kernel": False}
 
 
 @dataclass(frozen=True)
@@ -51,7 +34,7 @@ class EngineConfig:
     """
 
     init_cash: float = 1_000_000.0
-    fill: Literal["next_open", "close"] = "next_open"
+    fill: Literal["next_open", "close"] = field(default="next_open", metadata=PYTHON_ONLY)
     commission: float = 0.0
     fixed_fee: float = 0.0
     slippage: float = 0.0
@@ -65,7 +48,7 @@ class EngineConfig:
     trailing_stop: float | None = None
     atr_stop: float | None = None
     atr_window: int = 14
-    periods_per_year: float | None = None
+    periods_per_year: float | None = field(default=None, metadata=PYTHON_ONLY)
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -141,19 +124,59 @@ def _problems(cfg: EngineConfig):
             yield f"{name} must be true or false, got {getattr(cfg, name)!r}"
 
 
+# Kernel fields computed from the config rather than copied from one field, declared once:
+# name -> (dtype, value).
+DERIVED_FIELDS: dict[str, tuple[type, Callable[[EngineConfig], Any]]] = {
+    "fill_close": (np.bool_, lambda c: c.fill == "close"),
+    "cash_account": (np.bool_, lambda c: c.cash_account),
+}
+
+
+def _kernel_columns() -> list[tuple[str, type, Callable[[EngineConfig], Any]]]:
+    """(name, dtype, value) of each kernel field: every EngineConfig field not marked
+    PYTHON_ONLY, by its annotation (float, bool, int; ``float | None`` is NaN when None),
+    then DERIVED_FIELDS. A field of any other type must be PYTHON_ONLY or derived."""
+    hints = typing.get_type_hints(EngineConfig)
+    columns = []
+    for f in fields(EngineConfig):
+        if not f.metadata.get("kernel", True):
+            continue
+        kind = hints[f.name]
+        if kind in (float, bool, int):
+            dtype = {float: np.float64, bool: np.bool_, int: np.int64}[kind]
+            columns.append((f.name, dtype, _getter(f.name, optional=False)))
+        elif typing.get_origin(kind) in (typing.Union, types.UnionType) and \
+                set(typing.get_args(kind)) == {float, type(None)}:
+            columns.append((f.name, np.float64, _getter(f.name, optional=True)))
+        else:
+            raise TypeError(f"EngineConfig.{f.name}: {kind} has no kernel type; mark it "
+                            "PYTHON_ONLY or give the kernels a derived field")
+    columns += [(name, dtype, value) for name, (dtype, value) in DERIVED_FIELDS.items()]
+    return columns
+
+
+def _getter(name: str, *, optional: bool) -> Callable[[EngineConfig], Any]:
+    if not optional:
+        return lambda c: getattr(c, name)
+    return lambda c: math.nan if getattr(c, name) is None else getattr(c, name)
+
+
+_KERNEL_COLUMNS = _kernel_columns()
+
+CONFIG_DTYPE = np.dtype([(name, dtype) for name, dtype, _ in _KERNEL_COLUMNS], align=True)
+"""The record the kernels read a config as (``cfg.commission``, ``cfg.fill_close``, ...):
+derived from the EngineConfig fields, so a new field reaches the kernels by itself."""
+
+
 def pack_configs(configs: list[EngineConfig] | tuple[EngineConfig, ...]) -> np.ndarray:
-    """Records of CONFIG_DTYPE for the kernels, one per config."""
+    """Records of CONFIG_DTYPE for the kernels, one per config.
+
+    Example:
+        >>> rec = pack_configs([EngineConfig(fill="close", stop_loss=0.1)])[0]
+        >>> bool(rec["fill_close"]), float(rec["stop_loss"]), float(rec["take_profit"])
+        (True, 0.1, nan)
+    """
     out = np.zeros(len(configs), dtype=CONFIG_DTYPE)
-    nan = float("nan")
-    for i, c in enumerate(configs):
-        out[i] = (
-            c.init_cash, c.fill == "close", c.commission, c.fixed_fee, c.slippage, c.fractional,
-            c.min_trade_value, c.min_weight_change, c.allow_short, c.max_leverage,
-            c.cash_account,
-            nan if c.stop_loss is None else c.stop_loss,
-            nan if c.take_profit is None else c.take_profit,
-            nan if c.trailing_stop is None else c.trailing_stop,
-            nan if c.atr_stop is None else c.atr_stop,
-            c.atr_window,
-        )
+    for name, _, value in _KERNEL_COLUMNS:
+        out[name] = [value(c) for c in configs]
     return out

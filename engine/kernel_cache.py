@@ -5,33 +5,80 @@ reads a constant from) a function in another file keeps its old machine code aft
 other file changes (numba/numba#8396, not merged). ``simulate`` compiles the metrics of
 ``engine/nb/metrics.py`` into itself, and ``sweep.kernels.evaluate_block`` the whole
 engine, so an edited metric would silently go on giving the old numbers, e.g. after a
-``git pull`` into an editable install. ``engine`` therefore calls
-:func:`drop_stale_caches` on :data:`KERNEL_SOURCES` when it is first imported, before any
-kernel is compiled or loaded: a cache folder whose stamp is not the digest of all those
-sources loses the cache files of those sources, and gets the new stamp.
+``git pull`` into an editable install.
+
+Each package therefore guards its own kernels: the first lines of its ``__init__``, before
+any of its kernel modules is imported (a kernel loaded from the cache stays loaded), call
+:func:`guard_package` with its kernel modules and what compiles into them (other packages'
+guarded sources, or single modules). A cache folder of the package whose stamp is not the
+digest of all those sources loses the cache files of the package's modules, and gets the
+new stamp. The layers stay one way: ``engine`` guards ``engine/nb`` and names nothing
+above it; ``strategies`` and ``sweep`` guard themselves and name what they build on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KERNEL_SOURCES", "drop_stale_caches", "source_digest"]
+__all__ = ["Guard", "drop_stale_caches", "guard_package", "guards", "source_digest"]
 
-_ROOT = Path(__file__).resolve().parent.parent
-# Every file a compiled kernel can depend on: the kernels' modules, and the modules they
-# take constants and record layouts from.
-KERNEL_SOURCES: tuple[Path, ...] = (
-    *sorted((_ROOT / "engine" / "nb").glob("*.py")),
-    _ROOT / "engine" / "config.py",
-    *sorted((_ROOT / "strategies").glob("*.py")),
-    _ROOT / "sweep" / "kernels.py",
-    _ROOT / "sweep" / "overfit.py",
-)
 STAMP_NAME = "backsweep-kernels.sha256"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a package's guard covers: ``own`` (its kernel modules, whose caches it drops)
+    and ``sources`` (own + every file compiled into them: the digest's input)."""
+
+    own: tuple[Path, ...]
+    sources: tuple[Path, ...]
+
+
+_GUARDS: dict[str, Guard] = {}
+
+
+def guards() -> dict[str, Guard]:
+    """The guards run in this process, by package name."""
+    return dict(_GUARDS)
+
+
+def guard_package(package: str, modules: Sequence[str] = ("*.py",), *,
+                  depends_on: Sequence[str] = ()) -> list[Path]:
+    """Drop the stale Numba caches of ``package``'s kernel modules; returns the files
+    deleted. Call it first thing in the package's ``__init__`` (``package = __name__``).
+
+    ``modules``: glob patterns of the kernel modules, relative to the package folder.
+    ``depends_on``: what compiles into them from elsewhere: a package that guards itself
+    (all its guarded sources; imported here, so it has) or a single module (its file).
+
+    Example:
+        >>> import engine  # engine guarded its kernels when imported
+        >>> [p.name for p in guards()["engine"].own][-2:]
+        ['trades.py', 'config.py']
+    """
+    folder = Path(os.path.abspath(sys.modules[package].__file__ or "")).parent
+    own = [p for pattern in modules for p in sorted(folder.glob(pattern))]
+    sources = dict.fromkeys(own)
+    for dep in depends_on:
+        if dep not in _GUARDS:
+            importlib.import_module(dep)  # a package guards itself when imported
+        if dep in _GUARDS:
+            sources.update(dict.fromkeys(_GUARDS[dep].sources))
+        else:
+            spec = importlib.util.find_spec(dep)
+            if spec is None or spec.origin is None:
+                raise ModuleNotFoundError(f"guard_package({package!r}): no module {dep!r}")
+            sources[Path(os.path.abspath(spec.origin))] = None
+    _GUARDS[package] = Guard(tuple(own), tuple(sources))
+    return drop_stale_caches(own, depends_on=[p for p in sources if p not in own])
 
 
 def source_digest(sources: Sequence[Path]) -> str:
@@ -55,17 +102,25 @@ def _cache_folders(source_dir: Path) -> list[Path]:
     return folders
 
 
-def drop_stale_caches(sources: Sequence[Path] = KERNEL_SOURCES) -> list[Path]:
+def drop_stale_caches(sources: Sequence[Path], *, depends_on: Sequence[Path] = ()
+                      ) -> list[Path]:
     """Delete the Numba cache files of ``sources`` in every cache folder whose stamp is not
-    the sources' digest, and stamp those folders; returns the files deleted. Call it
-    before the modules are imported (a kernel loaded from the cache stays loaded).
+    the digest of ``sources`` and ``depends_on``, and stamp those folders; returns the
+    files deleted. Call it before the modules are imported (a kernel loaded from the cache
+    stays loaded). Only the folders of ``sources`` are touched: ``depends_on`` are files
+    compiled into them whose own caches belong to another guard.
 
     Example:
-        >>> drop_stale_caches()  # engine did it when imported: nothing left to do
+        >>> import tempfile
+        >>> src = Path(tempfile.mkdtemp()) / "mod.py"
+        >>> _ = src.write_text("x = 1")
+        >>> drop_stale_caches([src])  # no cache yet: nothing to drop; its folder is stamped
         []
+        >>> (src.parent / "__pycache__" / STAMP_NAME).is_file()
+        True
     """
     sources = [Path(os.path.abspath(p)) for p in sources]  # as Numba names its folders
-    digest = source_digest(sources)
+    digest = source_digest([*sources, *(Path(os.path.abspath(p)) for p in depends_on)])
     stems: dict[Path, set[str]] = {}
     for path in sources:
         stems.setdefault(path.parent, set()).add(path.stem)

@@ -71,7 +71,7 @@ def bars_per_year(timestamps: np.ndarray, configured: float | None = None) -> fl
         >>> import numpy as np
         >>> days = np.arange("2020-01-01", "2022-01-01", dtype="datetime64[D]")
         >>> round(bars_per_year(days), 2), bars_per_year(days, 52.0)
-        (365.0, 52.0)
+        (365.25, 52.0)
     """
     if configured is not None:
         return float(configured)

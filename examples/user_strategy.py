@@ -43,6 +43,13 @@ from strategies.signals import states_to_weights
 
 __all__ = ["RSI_REVERSAL", "rsi"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel (module
+# constants are compiled into the kernel).
+RSI = 0          # slot in ``data`` of this run's RSI
+LOWER = 1        # enter long below this RSI
+UPPER = 2        # exit above this RSI
+ROW_FIELDS = 3
+
 
 @njit(nogil=True, cache=True)
 def rsi(close, window):
@@ -91,9 +98,9 @@ def rsi(close, window):
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    value = data[int(row[0])]  # this run's RSI
-    lower = row[1]
-    upper = row[2]
+    value = data[int(row[RSI])]  # this run's RSI
+    lower = row[LOWER]
+    upper = row[UPPER]
     T, N = close.shape
     state = np.zeros(N, dtype=np.int64)  # 1 = long, 0 = flat
     for t in range(T):  # forward in time: row t sees bars 0..t only
@@ -123,8 +130,11 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     close = np.ascontiguousarray(panel.close)
     for i, period in enumerate(periods.tolist()):
         data[1 + i] = rsi(close, period)
-    rows = np.column_stack([1 + slot.ravel(), lower, upper]).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((lower.shape[0], ROW_FIELDS))
+    rows[:, RSI] = 1 + slot.ravel()
+    rows[:, LOWER] = lower
+    rows[:, UPPER] = upper
+    return data, rows
 
 
 RSI_REVERSAL = Strategy(

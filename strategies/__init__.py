@@ -8,6 +8,11 @@ Example:
     >>> sorted(s.params)
     ['fast', 'kind', 'long_short', 'slow']
 """
+# ruff: noqa: E402 (the Numba cache guard runs before the kernel modules are imported)
+
+from engine.kernel_cache import guard_package
+
+guard_package(__name__)  # this package's Numba caches, before its kernels load
 
 from strategies.base import WEIGHTS_SIGNATURE, Param, Strategy, StrategyError, weights_kernel
 from strategies.breakout import BREAKOUT

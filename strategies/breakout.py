@@ -12,15 +12,22 @@ from strategies.signals import states_to_weights
 
 __all__ = ["BREAKOUT"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel.
+CHANNEL = 0      # slot in ``data`` of the channel's highest high; its lowest low is next
+ATR = 1          # slot of the ATR for the exit
+ATR_MULT = 2     # exit this many ATRs beyond the best close since entry
+LONG_SHORT = 3   # 1.0: also short breakdowns
+ROW_FIELDS = 4
+
 
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    upper = data[int(row[0])]      # highest high of the last `channel` bars, this bar included
-    lower = data[int(row[0]) + 1]
-    atr = data[int(row[1])]
-    mult = row[2]
-    long_short = row[3] != 0.0
+    upper = data[int(row[CHANNEL])]  # highest high of the last `channel` bars, this one included
+    lower = data[int(row[CHANNEL]) + 1]
+    atr = data[int(row[ATR])]
+    mult = row[ATR_MULT]
+    long_short = row[LONG_SHORT] != 0.0
     T, N = close.shape
     state = np.zeros(N, dtype=np.int64)
     extreme = np.full(N, np.nan)   # best close since entry
@@ -62,10 +69,12 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     base = 1 + 2 * windows.shape[0]
     for i, w in enumerate(atr_windows.tolist()):
         data[base + i] = average_true_range(panel.high, panel.low, panel.close, w)
-    rows = np.column_stack(
-        [1 + 2 * w_slot, base + a_slot, cols["atr_mult"], cols["long_short"]]
-    ).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((w_slot.shape[0], ROW_FIELDS))
+    rows[:, CHANNEL] = 1 + 2 * w_slot
+    rows[:, ATR] = base + a_slot
+    rows[:, ATR_MULT] = cols["atr_mult"]
+    rows[:, LONG_SHORT] = cols["long_short"]
+    return data, rows
 
 
 BREAKOUT = Strategy(

@@ -12,6 +12,12 @@ from strategies.signals import state_row
 
 __all__ = ["MA_CROSS"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel.
+FAST = 0         # slot in ``data`` of the fast average
+SLOW = 1         # slot of the slow average
+LONG_SHORT = 2   # 1.0: go short after a cross down (else flat)
+ROW_FIELDS = 3
+
 
 @njit(nogil=True, cache=True, inline="always")
 def _cross(f, s, state, relation, long_short):
@@ -31,9 +37,9 @@ def _cross(f, s, state, relation, long_short):
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    fast = data[int(row[0])]
-    slow = data[int(row[1])]
-    long_short = row[2] != 0.0
+    fast = data[int(row[FAST])]
+    slow = data[int(row[SLOW])]
+    long_short = row[LONG_SHORT] != 0.0
     T, N = close.shape
     if N == 1:
         # One asset (the usual MA sweep): the steps of _cross with the state in registers
@@ -91,10 +97,11 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     data[0] = panel.close
     for i, key in enumerate(keys.tolist()):
         data[1 + i] = (ema if key % 2 else rolling_mean)(panel.close, key // 2)
-    rows = np.column_stack(
-        [1 + slot[:runs], 1 + slot[runs:], cols["long_short"].astype(np.float64)]
-    ).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((runs, ROW_FIELDS))
+    rows[:, FAST] = 1 + slot[:runs]
+    rows[:, SLOW] = 1 + slot[runs:]
+    rows[:, LONG_SHORT] = cols["long_short"]
+    return data, rows
 
 
 MA_CROSS = Strategy(

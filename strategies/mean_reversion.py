@@ -11,15 +11,22 @@ from strategies.signals import states_to_weights
 
 __all__ = ["MEAN_REVERSION"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel.
+BAND = 0         # slot in ``data`` of the rolling mean; the rolling std is the next slot
+ENTRY_Z = 1      # enter when |z| exceeds this
+EXIT_Z = 2       # exit when z is back within this
+LONG_SHORT = 3   # 1.0: also short assets stretched up
+ROW_FIELDS = 4
+
 
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    mean = data[int(row[0])]
-    std = data[int(row[0]) + 1]
-    entry_z = row[1]
-    exit_z = row[2]
-    long_short = row[3] != 0.0
+    mean = data[int(row[BAND])]
+    std = data[int(row[BAND]) + 1]
+    entry_z = row[ENTRY_Z]
+    exit_z = row[EXIT_Z]
+    long_short = row[LONG_SHORT] != 0.0
     T, N = close.shape
     state = np.zeros(N, dtype=np.int64)
     for t in range(T):
@@ -52,10 +59,12 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     for i, w in enumerate(windows.tolist()):
         data[1 + 2 * i] = rolling_mean(panel.close, w)
         data[2 + 2 * i] = rolling_std(panel.close, w)
-    rows = np.column_stack(
-        [1 + 2 * slot, cols["entry_z"], cols["exit_z"], cols["long_short"]]
-    ).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((slot.shape[0], ROW_FIELDS))
+    rows[:, BAND] = 1 + 2 * slot
+    rows[:, ENTRY_Z] = cols["entry_z"]
+    rows[:, EXIT_Z] = cols["exit_z"]
+    rows[:, LONG_SHORT] = cols["long_short"]
+    return data, rows
 
 
 MEAN_REVERSION = Strategy(

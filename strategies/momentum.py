@@ -12,15 +12,22 @@ from strategies.signals import n_ranked, rank_rows, top_bottom_row
 
 __all__ = ["MOMENTUM"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel.
+SCORE = 0        # slot in ``data`` of the past return; its per-bar ranking is the next slot
+QUANTILE = 1     # fraction of the ranked assets held (a side)
+EVERY = 2        # bars between rebalances
+LONG_SHORT = 3   # 1.0: also short the worst quantile
+ROW_FIELDS = 4
+
 
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    score = data[int(row[0])]
-    ranked = data[int(row[0]) + 1]
-    quantile = row[1]
-    every = int(row[2])
-    long_short = row[3] != 0.0
+    score = data[int(row[SCORE])]
+    ranked = data[int(row[SCORE]) + 1]
+    quantile = row[QUANTILE]
+    every = int(row[EVERY])
+    long_short = row[LONG_SHORT] != 0.0
     for t in range(close.shape[0]):
         if t % every != 0:
             for n in range(close.shape[1]):
@@ -52,10 +59,12 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     for i, (lb, sk) in enumerate(pairs.tolist()):  # each score, then its per-bar ranking
         data[1 + 2 * i] = _past_return(panel.close, lb, sk)
         data[2 + 2 * i] = rank_rows(data[1 + 2 * i], panel.close)
-    rows = np.column_stack([
-        1 + 2 * slot.ravel(), cols["quantile"], cols["rebalance_every"], cols["long_short"],
-    ]).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((lookback.shape[0], ROW_FIELDS))
+    rows[:, SCORE] = 1 + 2 * slot.ravel()
+    rows[:, QUANTILE] = cols["quantile"]
+    rows[:, EVERY] = cols["rebalance_every"]
+    rows[:, LONG_SHORT] = cols["long_short"]
+    return data, rows
 
 
 MOMENTUM = Strategy(

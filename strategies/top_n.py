@@ -10,16 +10,24 @@ from strategies.signals import rank_rows, top_bottom_row
 
 __all__ = ["TOP_N"]
 
+# The columns of a run's row (``rows[r]``): written by _prepare, read by _kernel.
+N_PICK = 0          # assets held (a side)
+EVERY = 1           # bars between rebalances
+SCORE = 2           # slot in ``data`` of the feature; its per-bar ranking is the next slot
+LONG_SHORT = 3      # 1.0: also short the lowest scores
+SCORE_WEIGHTED = 4  # 1.0: weights proportional to the score above the mean
+ROW_FIELDS = 5
+
 
 @weights_kernel
 def _kernel(data, row, out):
     close = data[0]
-    score = data[int(row[2])]
-    ranked = data[int(row[2]) + 1]
-    n_pick = int(row[0])
-    every = int(row[1])
-    long_short = row[3] != 0.0
-    score_weighted = row[4] != 0.0
+    score = data[int(row[SCORE])]
+    ranked = data[int(row[SCORE]) + 1]
+    n_pick = int(row[N_PICK])
+    every = int(row[EVERY])
+    long_short = row[LONG_SHORT] != 0.0
+    score_weighted = row[SCORE_WEIGHTED] != 0.0
     for t in range(close.shape[0]):
         if t % every != 0:
             for n in range(close.shape[1]):
@@ -41,11 +49,13 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     for i, name in enumerate(names.tolist()):  # each feature, then its per-bar ranking
         data[1 + 2 * i] = panel.features[name]
         data[2 + 2 * i] = rank_rows(data[1 + 2 * i], panel.close)
-    rows = np.column_stack([
-        cols["n"], cols["rebalance_every"], 1 + 2 * slot, cols["long_short"],
-        cols["weighting"] == "score",
-    ]).astype(np.float64)
-    return data, np.ascontiguousarray(rows)
+    rows = np.empty((slot.shape[0], ROW_FIELDS))
+    rows[:, N_PICK] = cols["n"]
+    rows[:, EVERY] = cols["rebalance_every"]
+    rows[:, SCORE] = 1 + 2 * slot
+    rows[:, LONG_SHORT] = cols["long_short"]
+    rows[:, SCORE_WEIGHTED] = cols["weighting"] == "score"
+    return data, rows
 
 
 TOP_N = Strategy(

@@ -7,11 +7,16 @@ Example:
     >>> sweep.evaluate(panel, "top_n", {"n": [1, 2]}).height
     2
 """
+# ruff: noqa: E402 (the Numba cache guard runs before the kernel modules are imported)
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from engine.kernel_cache import guard_package
+
+guard_package(__name__, ("kernels.py", "overfit.py"), depends_on=("engine", "strategies.base"))
 
 from sweep.evaluate import evaluate
 from sweep.grid import Grid, GridError

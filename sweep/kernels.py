@@ -65,10 +65,10 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
             t0 = windows[w, 0]
             t1 = windows[w, 1]
             atr = atrs[slot, t0:t1] if slot >= 0 else no_atr
-            _, _, _, _, _, _, _, acct, metrics = simulate(
+            sim = simulate(
                 open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
                 last_bars[w], atr, 0, no_log, periods_per_year[w], blocks[w, r],
             )
-            out[w, r] = metrics
-            refused[r] += int(acct[N_REFUSED])
+            out[w, r] = sim.metrics
+            refused[r] += int(sim.acct[N_REFUSED])
     return out, refused, blocks

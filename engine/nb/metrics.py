@@ -2,6 +2,13 @@
 
 Definitions are in docs/engine.md. Every function is a Numba kernel that is also callable
 from Python, e.g. ``sharpe(returns, 252.0)``.
+
+Each formula is written once. The simulation reduces a run's equity and exposure in one
+fused pass (:func:`metrics_with_blocks`: per-bar returns; sums and drawdown; central
+moments), then finishes every metric from those sums with the scalar functions ``_sharpe``,
+``_sortino``, ... below. The standalone functions (:func:`sharpe`, :func:`max_drawdown`, ...)
+run the same reductions and the same finishers, so they give the same bits as the fused
+pass (tests/test_engine_metrics.py checks it).
 """
 
 import numpy as np
@@ -15,128 +22,33 @@ METRIC_NAMES = (
 N_METRICS = len(METRIC_NAMES)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def simple_returns(equity, init_cash):
-    """Per-bar returns; the first is relative to the initial cash."""
-    r = np.empty(equity.shape[0])
-    prev = init_cash
-    for t in range(equity.shape[0]):
-        r[t] = equity[t] / prev - 1.0
-        prev = equity[t]
-    return r
+def _slot(name: str) -> int:
+    """The position of a metric in METRIC_NAMES (a metrics vector's layout)."""
+    return METRIC_NAMES.index(name)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _moments(r):
-    """Mean and central moments 2..4 (population)."""
-    n = r.shape[0]
-    mean = r.sum() / n
-    m2 = m3 = m4 = 0.0
-    for x in r:
-        d = x - mean
-        d2 = d * d
-        m2 += d2
-        m3 += d2 * d
-        m4 += d2 * d2
-    return mean, m2 / n, m3 / n, m4 / n
+# Slots of a metrics vector, by name (module constants: compiled into the kernels).
+TOTAL_RETURN = _slot("total_return")
+CAGR = _slot("cagr")
+VOLATILITY = _slot("volatility")
+SHARPE = _slot("sharpe")
+SORTINO = _slot("sortino")
+MAX_DRAWDOWN = _slot("max_drawdown")
+MAX_DRAWDOWN_DURATION = _slot("max_drawdown_duration")
+CALMAR = _slot("calmar")
+N_TRADES = _slot("n_trades")
+WIN_RATE = _slot("win_rate")
+PROFIT_FACTOR = _slot("profit_factor")
+TURNOVER = _slot("turnover")
+EXPOSURE = _slot("exposure")
+FEES = _slot("fees")
+FINAL_EQUITY = _slot("final_equity")
+SKEW = _slot("skew")
+KURTOSIS = _slot("kurtosis")
+N_BARS = _slot("n_bars")
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def volatility(r, periods_per_year):
-    n = r.shape[0]
-    if n < 2:
-        return np.nan
-    _, m2, _, _ = _moments(r)
-    return np.sqrt(m2 * n / (n - 1)) * np.sqrt(periods_per_year)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def sharpe(r, periods_per_year):
-    n = r.shape[0]
-    if n < 2:
-        return np.nan
-    mean, m2, _, _ = _moments(r)
-    sd = np.sqrt(m2 * n / (n - 1))
-    if sd == 0.0:
-        return np.nan
-    return mean / sd * np.sqrt(periods_per_year)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def sortino(r, periods_per_year):
-    n = r.shape[0]
-    if n == 0:
-        return np.nan
-    down = 0.0
-    for x in r:
-        if x < 0.0:
-            down += x * x
-    dd = np.sqrt(down / n)
-    if dd == 0.0:
-        return np.nan
-    return r.sum() / n / dd * np.sqrt(periods_per_year)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def skew(r):
-    if r.shape[0] < 2:
-        return np.nan
-    _, m2, m3, _ = _moments(r)
-    if m2 == 0.0:
-        return np.nan
-    return m3 / m2**1.5
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def kurtosis(r):
-    """Raw (Pearson) kurtosis: 3 for a normal distribution."""
-    if r.shape[0] < 2:
-        return np.nan
-    _, m2, _, m4 = _moments(r)
-    if m2 == 0.0:
-        return np.nan
-    return m4 / (m2 * m2)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def max_drawdown(equity, init_cash):
-    """Largest fall from a running peak (which starts at the initial cash), as a fraction."""
-    peak = init_cash
-    worst = 0.0
-    for x in equity:
-        if x > peak:
-            peak = x
-        dd = 1.0 - x / peak
-        if dd > worst:
-            worst = dd
-    return worst
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def max_drawdown_duration(equity, init_cash):
-    """Longest run of consecutive bars below the running peak."""
-    peak = init_cash
-    run = 0
-    longest = 0
-    for x in equity:
-        if x >= peak:
-            peak = x
-            run = 0
-        else:
-            run += 1
-            if run > longest:
-                longest = run
-    return longest
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def cagr(equity, init_cash, periods_per_year):
-    n = equity.shape[0]
-    if n == 0:
-        return np.nan
-    return _cagr(equity[n - 1], init_cash, periods_per_year, n)
-
-
+# ------------------------------------------------------------------ finishers: one formula each
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _cagr(final, init_cash, periods_per_year, n):
     growth = final / init_cash
@@ -145,6 +57,51 @@ def _cagr(final, init_cash, periods_per_year, n):
     return growth ** (periods_per_year / n) - 1.0
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _volatility(m2, n, root_p):
+    """Annualised sample standard deviation from the population variance ``m2``."""
+    if n < 2:
+        return np.nan
+    return np.sqrt(m2 * n / (n - 1)) * root_p
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _sharpe(mean, m2, n, root_p):
+    """mean / sample standard deviation, annualised; NaN if undefined or the std is 0."""
+    if n < 2:
+        return np.nan
+    sd = np.sqrt(m2 * n / (n - 1))
+    if sd > 0.0:
+        return mean / sd * root_p
+    return np.nan
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _sortino(mean, down, n, root_p):
+    """mean / root mean square of the negative returns (``down`` is their sum of
+    squares), annualised; NaN if no return is negative."""
+    if down > 0.0:
+        return mean / np.sqrt(down / n) * root_p
+    return np.nan
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _skew(m2, m3, n):
+    """Population skewness from the central moments."""
+    if n >= 2 and m2 > 0.0:
+        return m3 / m2**1.5
+    return np.nan
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _kurtosis(m2, m4, n):
+    """Raw (Pearson) kurtosis from the central moments: 3 for a normal distribution."""
+    if n >= 2 and m2 > 0.0:
+        return m4 / (m2 * m2)
+    return np.nan
+
+
+# ------------------------------------------------------------------ reductions over the bars
 @njit(nogil=True, cache=True, error_model="numpy")
 def _bar_returns(equity, init_cash, returns):
     """Each bar's return: element-wise, so the divisions run as vector instructions."""
@@ -207,16 +164,96 @@ def _central_moments(returns, mean, lo, hi, m2, m3, m4, block_sums):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _return_stats(r):
+    """Mean, sum of squared negative returns and population central moments 2..4 of a
+    returns array, by the fused pass's own reductions (over a flat dummy equity curve)."""
+    n = r.shape[0]
+    total, down, _, _, _, _ = _sums_and_drawdown(np.ones(n), np.zeros(n), r, 1.0)
+    mean = total / n
+    m2, m3, m4, _, _ = _central_moments(r, mean, 0, n, 0.0, 0.0, 0.0, False)
+    return mean, down, m2 / n, m3 / n, m4 / n
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _drawdown(equity, init_cash):
+    """(deepest drawdown, longest run below the peak): the fused pass's own loop."""
+    n = equity.shape[0]
+    _, _, _, _, worst, longest = _sums_and_drawdown(equity, np.zeros(n), np.zeros(n),
+                                                    init_cash)
+    return worst, longest
+
+
+# ------------------------------------------------------------------ standalone metrics
+@njit(nogil=True, cache=True, error_model="numpy")
+def simple_returns(equity, init_cash):
+    """Per-bar returns; the first is relative to the initial cash."""
+    r = np.empty(equity.shape[0])
+    if equity.shape[0]:
+        _bar_returns(equity, init_cash, r)
+    return r
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def volatility(r, periods_per_year):
+    _, _, m2, _, _ = _return_stats(r)
+    return _volatility(m2, r.shape[0], np.sqrt(periods_per_year))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sharpe(r, periods_per_year):
+    mean, _, m2, _, _ = _return_stats(r)
+    return _sharpe(mean, m2, r.shape[0], np.sqrt(periods_per_year))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sortino(r, periods_per_year):
+    mean, down, _, _, _ = _return_stats(r)
+    return _sortino(mean, down, r.shape[0], np.sqrt(periods_per_year))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def skew(r):
+    _, _, m2, m3, _ = _return_stats(r)
+    return _skew(m2, m3, r.shape[0])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def kurtosis(r):
+    """Raw (Pearson) kurtosis: 3 for a normal distribution."""
+    _, _, m2, _, m4 = _return_stats(r)
+    return _kurtosis(m2, m4, r.shape[0])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def max_drawdown(equity, init_cash):
+    """Largest fall from a running peak (which starts at the initial cash), as a fraction."""
+    return _drawdown(equity, init_cash)[0]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def max_drawdown_duration(equity, init_cash):
+    """Longest run of consecutive bars below the running peak."""
+    return _drawdown(equity, init_cash)[1]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def cagr(equity, init_cash, periods_per_year):
+    n = equity.shape[0]
+    if n == 0:
+        return np.nan
+    return _cagr(equity[n - 1], init_cash, periods_per_year, n)
+
+
+# ------------------------------------------------------------------ the fused pass
+@njit(nogil=True, cache=True, error_model="numpy")
 def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
                    n_closed, n_wins, gross_profit, gross_loss):
     """All METRIC_NAMES, in order, for one run: ``equity`` and gross ``exposure`` per bar,
     ``fees`` and traded ``notional`` in total, and the trade counts.
 
-    The same definitions as the functions above, fused into a few passes over the bars
-    (per-bar returns; sums and drawdown; central moments); the simulation calls
-    :func:`metrics_with_blocks` on its own equity and exposure, so both give the same
-    bits. With ``error_model="numpy"`` a zero equity yields inf/nan metrics rather than
-    an exception.
+    The simulation calls :func:`metrics_with_blocks` on its own equity and exposure, so
+    both give the same bits. With ``error_model="numpy"`` a zero equity yields inf/nan
+    metrics rather than an exception.
     """
     return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
                                notional, n_opened, n_closed, n_wins, gross_profit,
@@ -232,9 +269,9 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
     ratios without keeping the returns."""
     n = equity.shape[0]
     out = np.full(N_METRICS, np.nan)
-    out[17] = n
-    out[8] = n_opened
-    out[13] = fees
+    out[N_BARS] = n
+    out[N_TRADES] = n_opened
+    out[FEES] = fees
     if n == 0:
         return out
     returns = np.empty(n)
@@ -258,30 +295,25 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
     m4 /= n
     final = equity[n - 1]
     root_p = np.sqrt(periods_per_year)
-    out[0] = final / init_cash - 1.0
-    out[1] = _cagr(final, init_cash, periods_per_year, n)
-    if n >= 2:
-        sd = np.sqrt(m2 * n / (n - 1))
-        out[2] = sd * root_p
-        if sd > 0.0:
-            out[3] = mean / sd * root_p
-    if down > 0.0:
-        out[4] = mean / np.sqrt(down / n) * root_p
-    out[5] = worst
-    out[6] = longest
-    out[7] = out[1] / worst if worst > 0.0 else np.nan
+    out[TOTAL_RETURN] = final / init_cash - 1.0
+    out[CAGR] = _cagr(final, init_cash, periods_per_year, n)
+    out[VOLATILITY] = _volatility(m2, n, root_p)
+    out[SHARPE] = _sharpe(mean, m2, n, root_p)
+    out[SORTINO] = _sortino(mean, down, n, root_p)
+    out[MAX_DRAWDOWN] = worst
+    out[MAX_DRAWDOWN_DURATION] = longest
+    out[CALMAR] = out[CAGR] / worst if worst > 0.0 else np.nan
     if n_closed > 0:
-        out[9] = n_wins / n_closed
+        out[WIN_RATE] = n_wins / n_closed
         if gross_loss > 0.0:
-            out[10] = gross_profit / gross_loss
+            out[PROFIT_FACTOR] = gross_profit / gross_loss
         elif gross_profit > 0.0:
-            out[10] = np.inf
+            out[PROFIT_FACTOR] = np.inf
     mean_equity = equity_sum / n
     years = n / periods_per_year
-    out[11] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
-    out[12] = share / n
-    out[14] = final
-    if n >= 2 and m2 > 0.0:
-        out[15] = m3 / m2**1.5
-        out[16] = m4 / (m2 * m2)
+    out[TURNOVER] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
+    out[EXPOSURE] = share / n
+    out[FINAL_EQUITY] = final
+    out[SKEW] = _skew(m2, m3, n)
+    out[KURTOSIS] = _kurtosis(m2, m4, n)
     return out

@@ -4,6 +4,8 @@
 (no Python per run), returning only metrics.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -35,6 +37,17 @@ from engine.nb.layout import (
 from engine.nb.metrics import N_METRICS, metrics_with_blocks
 from engine.nb.stops import average_true_range, check_stop, update_trailing
 from engine.nb.trades import describe_open_trade, log_trade
+
+SimResult = namedtuple(
+    "SimResult",
+    ["equity", "cash", "exposure", "fees", "notional", "positions", "n_trades", "acct",
+     "metrics"],
+)
+SimResult.__doc__ = """What :func:`simulate` returns (fields by name, in Numba and in Python):
+per-bar ``equity``, ``cash``, gross ``exposure``, ``fees`` and traded ``notional`` (T,);
+``positions`` (T, N); ``n_trades``, the number of trade records (all of them, even those
+the log had no room for); the account totals ``acct`` (``engine.nb.layout``: CASH,
+N_OPENED, ...); ``metrics`` (N_METRICS,) in the order of METRIC_NAMES."""
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -214,13 +227,13 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
              periods_per_year, blocks):
     """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
 
-    Returns ``(equity, cash, exposure, fees, notional, positions, n_trades, acct,
-    metrics)``. The metrics (METRIC_NAMES) are ``metrics_with_blocks`` of the run's
-    equity and exposure series, with ``blocks`` (S, 3) receiving the per-block return
-    stats (S = 0: none). ``record``: 0 = metrics only (cash, fees and notional are empty);
-    1 = also those series, and trades written to ``log`` (TRADE_DTYPE records) while it
-    has room (``n_trades`` counts them all, so a short log can be retried); 2 = also the
-    (T, N) positions.
+    Returns a :class:`SimResult` (equity, cash, exposure, fees, notional, positions,
+    n_trades, acct, metrics: read its fields by name). The metrics (METRIC_NAMES) are
+    ``metrics_with_blocks`` of the run's equity and exposure series, with ``blocks``
+    (S, 3) receiving the per-block return stats (S = 0: none). ``record``: 0 = metrics
+    only (cash, fees and notional are empty); 1 = also those series, and trades written
+    to ``log`` (TRADE_DTYPE records) while it has room (``n_trades`` counts them all, so
+    a short log can be retried); 2 = also the (T, N) positions.
     """
     T, N = close.shape
     book = _new_book(N)
@@ -425,7 +438,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     metrics = metrics_with_blocks(equity, exposure, cfg.init_cash, periods_per_year,
                                   fees_total, notional_total, acct[N_OPENED], acct[N_CLOSED],
                                   acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks)
-    return equity, cash, exposure, fees, notional, positions, n_log, acct, metrics
+    return SimResult(equity, cash, exposure, fees, notional, positions, n_log, acct, metrics)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -444,5 +457,5 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             atr_window = cfg.atr_window
         w = weights[r] if weights.shape[0] > 1 else weights[0]
         out[r] = simulate(open_, high, low, close, w, cfg, last_bar, atr, 0, no_log,
-                          periods_per_year, no_blocks)[8]
+                          periods_per_year, no_blocks).metrics
     return out
