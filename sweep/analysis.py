@@ -1,9 +1,22 @@
-"""Notebook helpers over a sweep's runs table: polars in, polars out.
+"""Notebook helpers over a sweep's runs table: polars in, polars out, and charts.
 
 Every function takes the table as a polars ``DataFrame`` or ``LazyFrame`` (what
-``sweep.evaluate`` and ``sweep.load_results`` return) and returns a ``DataFrame``. Failed
-runs (non-null ``error``) and runs whose metric is null or NaN are left out; ±inf values
-(e.g. a ``profit_factor`` with no losing trade) are kept.
+``sweep.evaluate`` and ``sweep.load_results`` return). The table functions return a
+``DataFrame``; each ``*_chart`` companion takes the same arguments and returns a
+:class:`sweep.report.charts.Chart` of the same numbers, which Jupyter shows inline (an SVG,
+no plotting library; ``chart.save("x.svg")`` writes it to a file):
+
+==========================  =================================================
+``heatmap``                 ``heatmap_chart``: the pivot as coloured cells
+``sensitivity``             ``sensitivity_chart``: the best point and its neighbours
+``compare_windows``         ``compare_windows_chart``: parameter sets x windows
+(a metric's values)         ``distribution_chart``: a histogram across runs
+(walk-forward tables)       ``walk_forward_chart``: OOS equity vs the IS promise
+(backtest results)          ``equity_chart`` / ``drawdown_chart``: run curves
+==========================  =================================================
+
+Failed runs (non-null ``error``) and runs whose metric is null or NaN are left out; ±inf
+values (e.g. a ``profit_factor`` with no losing trade) are kept.
 
 "Best" follows the metric's direction: higher is better except for ``max_drawdown``,
 ``max_drawdown_duration``, ``volatility``, ``fees`` and ``turnover`` (see
@@ -21,12 +34,16 @@ Example:
     2
     >>> analysis.heatmap(runs, x="fast", y="slow").columns
     ['slow', '5', '10']
+    >>> analysis.heatmap_chart(runs, x="fast", y="slow")   # shown as an SVG in Jupyter
+    <Chart heatmap: heatmap of mean sharpe by fast and slow>
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +51,10 @@ import polars as pl
 
 from engine import METRIC_NAMES
 from engine.metrics import LOWER_IS_BETTER
+from sweep.report import charts
+from sweep.report.charts import Chart
+from sweep.report.figures import walk_forward_chart as _walk_forward_chart
+from sweep.report.format import fmt_metric, fmt_value
 from sweep.schema import is_param_column
 from sweep.schema import param_columns as _param_names
 from sweep.select import Selection, SelectionError, candidates, descending, select_best
@@ -44,10 +65,17 @@ __all__ = [
     "STABLE_MIN_SPEARMAN",
     "best_per_window",
     "compare_windows",
+    "compare_windows_chart",
+    "distribution_chart",
+    "drawdown_chart",
+    "equity_chart",
     "heatmap",
+    "heatmap_chart",
     "param_columns",
     "sensitivity",
+    "sensitivity_chart",
     "top_k",
+    "walk_forward_chart",
     "window_rank_correlation",
 ]
 
@@ -364,3 +392,111 @@ def window_rank_correlation(runs: Runs, metric: str = "sharpe",
         }
     )
     return out.with_columns((pl.col("spearman") >= STABLE_MIN_SPEARMAN).alias("stable"))
+
+
+# ------------------------------------------------------------------------------ charts
+def heatmap_chart(runs: Runs, x: str, y: str, metric: str = "sharpe", agg: str = "mean",
+                  window: int | None = None) -> Chart:
+    """:func:`heatmap` drawn: one cell a pair of values (the largest ``y`` on top, grey
+    where no run has the pair), its hover text the value and the number of runs."""
+    pivot = heatmap(runs, x, y, metric, agg, window)
+    counts, lo, hi = (heatmap(runs, x, y, metric, a, window).drop(y).fill_null(0)
+                      .cast(pl.Float64).to_numpy() for a in ("count", "min", "max"))
+    where = "" if window is None else f", window {window}"
+    return charts.heatmap(pivot.drop(y).cast(pl.Float64).to_numpy(), pivot.columns[1:],
+                          [fmt_value(v) for v in pivot[y]], metric=metric, x_name=x,
+                          y_name=y, counts=counts, mins=lo, maxs=hi, what=agg,
+                          chart_title=f"{agg} {metric} by {x} and {y}{where}")
+
+
+def sensitivity_chart(runs: Runs, params: Sequence[str] | str | None = None,
+                      metric: str = "sharpe", window: int | None = None) -> Chart:
+    """:func:`sensitivity` drawn: for each parameter, the metric one grid step down, at
+    the best point and one step up (a missing bar: an edge of the grid); the title gives
+    the verdict (plateau or spike)."""
+    s = sensitivity(runs, params, metric, window)
+    groups = list(dict.fromkeys(s["param"].to_list()))
+    series = ["one step down", "best", "one step up"]
+    values, tips = [], []
+    for p in groups:
+        rows = {r["direction"]: r for r in s.filter(pl.col("param") == p).iter_rows(named=True)}
+        first = next(iter(rows.values()))
+        best = (first["best_value"], first["best_metric"])
+        cells = [(rows["-"]["value"], rows["-"]["metric"]) if "-" in rows else None, best,
+                 (rows["+"]["value"], rows["+"]["metric"]) if "+" in rows else None]
+        values.append([None if c is None else c[1] for c in cells])
+        tips.append(["" if c is None else f"{p}={fmt_value(c[0])}: {metric} "
+                     f"{fmt_metric(metric, c[1])}" for c in cells])
+    verdict = s["verdict"][0]
+    return charts.grouped_bars(groups, series, values, metric=metric, tips=tips,
+                               colors=["#9aa3ad", "#1b7837", "#5f6b7a"],
+                               chart_title=f"{metric} around the best point: {verdict}")
+
+
+def compare_windows_chart(runs: Runs, metric: str = "sharpe",
+                          params: Sequence[str] | str | None = None, top: int = 20) -> Chart:
+    """:func:`compare_windows` drawn: the ``top`` parameter sets by their mean over the
+    windows (best on top), one column a window, coloured by the metric. A set that is good
+    in one window and bad in the next shows as a row of mixed colours."""
+    wide, windows = _side_by_side(runs, metric, params)
+    wide = wide.head(top)[::-1]  # charts draw the first row at the bottom
+    names = [c for c in wide.columns if not c.startswith(f"{metric}_")]
+    labels = [", ".join(f"{p}={fmt_value(v)}" for p, v in zip(names, row, strict=True))
+              for row in wide.select(names).iter_rows()]
+    values = wide.select(f"{metric}_w{w}" for w in windows).cast(pl.Float64).to_numpy()
+    return charts.heatmap(values, [f"w{w}" for w in windows], labels, metric=metric,
+                          x_name="window", what="mean",
+                          chart_title=f"{metric} of the {wide.height} best parameter sets "
+                                      "in each window")
+
+
+def distribution_chart(runs: Runs, metric: str = "sharpe", window: int | None = None,
+                       bins: int | None = None) -> Chart:
+    """A histogram of ``metric`` across the successful runs (of one ``window``, or all),
+    with its median."""
+    lf = _lazy(runs)
+    names = _names(lf)
+    _check_metric(names, metric)
+    values = (candidates(_in_window(lf, names, window), Selection(metric))
+              .select(pl.col(metric).cast(pl.Float64)).collect()[metric].to_numpy())
+    where = "" if window is None else f", window {window}"
+    return charts.histogram(values, metric, bins=bins, chart_title=f"{metric}{where}")
+
+
+def _curves(results: Any, labels: Sequence[str] | None) -> list[tuple[str, Any]]:
+    if isinstance(results, dict):
+        return [(str(k), v) for k, v in results.items()]
+    results = list(results) if isinstance(results, list | tuple) else [results]
+    if labels is not None:
+        return list(zip(labels, results, strict=True))
+    return [(getattr(r, "label", None) or f"run {i}", r) for i, r in enumerate(results)]
+
+
+def equity_chart(results: Any, labels: Sequence[str] | None = None,
+                 title: str = "equity") -> Chart:
+    """Equity curves over time, one line each: ``results`` is one or a list of objects
+    with ``.timestamps`` and ``.equity`` (``engine.run_backtest`` results,
+    ``sweep.replay``'s, :class:`sweep.report.Curve`), or a dict ``{label: result}``."""
+    lines = [charts.Line(label, r.timestamps, r.equity) for label, r in _curves(results,
+                                                                                 labels)]
+    return charts.line_chart(lines, chart_title=title)
+
+
+def drawdown_chart(result: Any, title: str = "drawdown") -> Chart:
+    """The underwater curve of one run (``.timestamps``, ``.equity``; the peak starts at
+    ``result.config.init_cash`` when it has one), its max drawdown marked."""
+    config = getattr(result, "config", None)
+    return charts.drawdown_chart(result.timestamps, result.equity, chart_title=title,
+                                 start=getattr(config, "init_cash", None), id=None)
+
+
+def walk_forward_chart(oos_equity: pl.DataFrame | str | os.PathLike[str],
+                       folds: pl.DataFrame | None = None) -> Chart:
+    """A walk-forward's stitched out-of-sample equity against the in-sample promise, one
+    band a fold: from its tables (``WalkForwardResult.oos_equity`` and ``.folds``), or
+    from its results folder (``OUT/NAME``, which holds both)."""
+    if not isinstance(oos_equity, pl.DataFrame):
+        root = Path(oos_equity)
+        oos_equity, folds = (pl.read_parquet(root / "oos_equity.parquet"),
+                             pl.read_parquet(root / "folds.parquet"))
+    return _walk_forward_chart(oos_equity.sort("timestamp"), folds)

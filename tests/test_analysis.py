@@ -1,7 +1,9 @@
 """sweep.analysis: notebook helpers on a real sweep.evaluate table and on small hand-made
-tables with known answers."""
+tables with known answers; their chart companions draw the same numbers."""
 
 from __future__ import annotations
+
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import polars as pl
@@ -11,6 +13,7 @@ import sweep
 from engine import METRIC_NAMES
 from engine.data import synthetic_panel
 from sweep import analysis
+from sweep.schema import BLOCK_COLUMNS, KEY_COLUMNS, TRIAL
 
 WINDOWS = [("2010-01-01", "2010-12-31"), ("2011-01-01", "2011-12-31")]
 
@@ -50,7 +53,9 @@ def test_param_columns(runs):
     extra = runs.with_columns(pl.lit(None, pl.String).alias("error"), pl.lit(1).alias("run_id"),
                               pl.lit(0).alias("chunk_id"), pl.lit("ma_cross").alias("strategy"))
     assert analysis.param_columns(extra) == ["fast", "slow", "kind"]
-    assert not set(analysis.BOOKKEEPING_COLUMNS) & set(METRIC_NAMES)
+    with_blocks = extra.with_columns(pl.lit(0).alias(c) for c in (*BLOCK_COLUMNS, TRIAL))
+    assert analysis.param_columns(with_blocks) == ["fast", "slow", "kind"]
+    assert not set(KEY_COLUMNS) & set(METRIC_NAMES)
 
 
 def test_engine_axis_is_a_parameter():
@@ -276,3 +281,117 @@ def test_hive_partitioned_lazyframe(runs, tmp_path):
         analysis.best_per_window(runs, "sharpe")["sharpe"].to_list())
     assert analysis.heatmap(lf, "fast", "slow").shape == (2, 4)
     assert analysis.window_rank_correlation(lf)["n"].item() == 12
+
+
+# --------------------------------------------------------------------------------------
+# charts: the *_chart companions draw the tables' numbers
+# --------------------------------------------------------------------------------------
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def svg_of(chart) -> ET.Element:
+    """The chart as Jupyter gets it (a standalone SVG document), parsed."""
+    assert chart._repr_html_().startswith("<figure")
+    root = ET.fromstring(chart._repr_svg_())
+    assert root.tag == f"{NS}svg"
+    return root
+
+
+def elements(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
+    return [e for e in root.iter(f"{NS}{tag}") if cls in (e.get("class") or "").split()]
+
+
+def tip(e: ET.Element) -> str:
+    return e.find(f"{NS}title").text
+
+
+def test_heatmap_chart_draws_the_pivot(runs):
+    pivot = analysis.heatmap(runs, "fast", "slow", window=1)
+    root = svg_of(analysis.heatmap_chart(runs, "fast", "slow", window=1))
+    cells = elements(root, "rect", "heatmap-cell")
+    assert len(cells) == pivot.drop("slow").to_numpy().size == 6
+    for e in cells:
+        x, y = int(e.get("data-x")), int(e.get("data-y"))
+        fast, slow = pivot.columns[1 + x], pivot["slow"][y]
+        value = pivot[fast][y]
+        assert tip(e).startswith(f"fast={fast}, slow={slow}: mean sharpe {value:.3f} over 2 "
+                                 "runs (min ")
+    texts = [e.text for e in root.iter(f"{NS}text")]
+    assert "mean sharpe by fast and slow, window 1" in texts
+    # Constraint-removed pairs are grey; the count aggregate is drawn too.
+    gaps = analysis.heatmap_chart(grid_table({(1, 10): 1.0, (2, 10): 2.0, (1, 20): 3.0}),
+                                  "a", "b", agg="max")
+    g = svg_of(gaps)
+    assert len(elements(g, "rect", "heatmap-cell")) == 3
+    assert [tip(e) for e in elements(g, "rect", "heatmap-empty")] == ["a=2, b=20: no runs"]
+
+
+def test_sensitivity_chart_draws_the_neighbours():
+    vals = {(a, b): 1.0 for a in (1, 2, 3) for b in (10, 20, 30)}
+    vals[(2, 20)], vals[(1, 20)], vals[(3, 20)] = 1.1, 1.0, 0.5
+    table = analysis.sensitivity(grid_table(vals), ["a", "b"])
+    root = svg_of(analysis.sensitivity_chart(grid_table(vals), ["a", "b"]))
+    bars = elements(root, "rect", "bar")
+    assert len(bars) == table.height + 2  # the neighbours and the best point of each param
+    assert [tip(b) for b in bars] == ["a=1: sharpe 1.000", "a=2: sharpe 1.100",
+                                      "a=3: sharpe 0.500", "b=10: sharpe 1.000",
+                                      "b=20: sharpe 1.100", "b=30: sharpe 1.000"]
+    heights = {tip(b): float(b.get("height")) for b in bars}
+    assert heights["a=2: sharpe 1.100"] == pytest.approx(2.2 * heights["a=3: sharpe 0.500"],
+                                                         abs=0.2)
+    assert any(e.text == f"sharpe around the best point: {table['verdict'][0]}"
+               for e in root.iter(f"{NS}text"))
+
+
+def test_compare_windows_chart_draws_sets_by_windows(runs):
+    wide = analysis.compare_windows(runs, "sharpe")
+    root = svg_of(analysis.compare_windows_chart(runs, "sharpe", top=5))
+    cells = elements(root, "rect", "heatmap-cell")
+    assert len(cells) == 5 * 2
+    best = wide.row(0, named=True)
+    label = f"fast={best['fast']}, slow={best['slow']}, kind={best['kind']}"
+    top_row = [e for e in cells if e.get("data-y") == "4"]  # drawn at the top
+    assert sorted(tip(e) for e in top_row) == [
+        f"{label}, window=w{w}: mean sharpe {best[f'sharpe_w{w}']:.3f}" for w in (0, 1)]
+    assert {e.text for e in elements(root, "text", "tick-x")} == {"w0", "w1"}
+
+
+def test_distribution_chart_counts_every_run(runs):
+    root = svg_of(analysis.distribution_chart(runs, "total_return", window=0, bins=8))
+    bars = elements(root, "rect", "hist-bar")
+    assert len(bars) == 8
+    counts = [int(tip(b).rsplit(": ", 1)[1].split()[0]) for b in bars]
+    assert sum(counts) == runs.filter(pl.col("window") == 0).height
+    with pytest.raises(ValueError, match="unknown metric"):
+        analysis.distribution_chart(runs, "sharp")
+
+
+def test_equity_and_drawdown_charts_of_backtests():
+    from engine import EngineConfig, run_backtest
+    from engine.metrics import max_drawdown
+
+    panel = synthetic_panel(n_assets=4, n_bars=300, seed=9)
+    weights = np.full(panel.shape, 0.25)
+    results = {f"c={c}": run_backtest(panel, weights, EngineConfig(commission=c))
+               for c in (0.0, 0.01)}
+    root = svg_of(analysis.equity_chart(results))
+    lines = list(root.iter(f"{NS}polyline"))
+    assert len(lines) == 2 and all(len(e.get("points").split()) == 300 for e in lines)
+    assert [e.text for e in root.iter(f"{NS}text") if e.text in results] == list(results)
+    res = results["c=0.01"]
+    dd = svg_of(analysis.drawdown_chart(res))
+    label = elements(dd, "text", "dd-label")[0].text
+    want = max_drawdown(res.equity, res.config.init_cash)
+    assert label == f"max drawdown {want * 100:.1f}%" == \
+        f"max drawdown {res.metrics['max_drawdown'] * 100:.1f}%"
+
+
+def test_walk_forward_chart_from_tables():
+    ts = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + 60)
+    oos = pl.DataFrame({"timestamp": ts, "fold": [0] * 30 + [1] * 30,
+                        "equity": np.linspace(1e6, 1.1e6, 60),
+                        "is_equity": np.linspace(1e6, 1.2e6, 60)})
+    root = svg_of(analysis.walk_forward_chart(oos))
+    ids = [e.get("id") for e in root.iter(f"{NS}polyline")]
+    assert ids == ["is-equity-line", "oos-equity-line"]
+    assert len(elements(root, "rect", "fold-band")) == 2
