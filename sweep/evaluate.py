@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 import strategies
-from engine import METRIC_NAMES, EngineConfig, Panel
+from engine import METRIC_NAMES, EngineConfig, Panel, market_series
 from engine.config import pack_configs
 from engine.metrics import bars_per_year
 from engine.nb.stops import average_true_range
@@ -140,11 +140,12 @@ def evaluate_windows(
                       dtype=np.int64).reshape(-1, 2)
     ppy = np.array([w.bars_per_year if isinstance(w, Window) else rate for w in windows],
                    dtype=np.float64)
+    bench, rf = (market or market_series(panel, config)).kernel_arrays(ppy)
     out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
         pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, bounds, ppy,
-        blocks,
+        blocks, bench, rf,
     )
     bad = np.flatnonzero(refused)
     if bad.size:

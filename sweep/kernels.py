@@ -28,18 +28,21 @@ _SIGNATURE = types.Tuple((types.float64[:, :, ::1], types.int64[::1],
     types.int64[:, ::1],           # windows (W, 2): start bar, end bar (exclusive)
     types.float64[::1],            # periods per year of each window
     types.int64,                   # blocks for per-block return stats (0 = none)
+    types.float64[::1],            # benchmark's per-bar returns (T,) (empty = none)
+    types.float64[::1],            # per-bar risk-free rates (T,) (empty = cfg.risk_free)
 )
 
 
 @njit(_SIGNATURE, nogil=True, cache=True)
 def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run, atrs,
-                   atr_slot, windows, periods_per_year, n_blocks):
+                   atr_slot, windows, periods_per_year, n_blocks, bench, rf):
     """Metrics (W, R, N_METRICS) of R runs on each of W windows (a run trades bars
     ``windows[w, 0] .. windows[w, 1] - 1`` only); per run the number of negative weights
     refused because its config does not allow shorts (summed over the windows); and per
     window, run and block the (sum, sum of squares, count) of returns (W, R, n_blocks, 3),
     enough to compute the Sharpe ratio on any union of blocks (for PBO) without the return
-    series.
+    series. ``bench`` and ``rf`` are the panel's engine.MarketSeries arrays, one for all
+    the runs, sliced to each window like the prices.
 
     A run's weights are computed once, over the whole panel, so indicators are warmed up
     on the bars before each window and the strategy's cost does not grow with the number
@@ -68,6 +71,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
             sim = simulate(
                 open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
                 last_bars[w], atr, 0, no_log, periods_per_year[w], blocks[w, r],
+                bench[t0:t1], rf[t0:t1],  # an empty array stays empty
             )
             out[w, r] = sim.metrics
             refused[r] += int(sim.acct[N_REFUSED])

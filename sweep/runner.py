@@ -425,9 +425,9 @@ def _execute(resolved: ResolvedSweep, record: SweepRecord, todo: list[int],
             if watch.lost or c.status != "running":
                 continue  # the scheduler's tasks are gone: nothing more to submit
             try:
-                result = fut.result()
+                result = _result(fut, watch)
             except Exception as exc:  # e.g. KilledWorker after its retries
-                if c.status != "running" or fut.status == "cancelled":
+                if watch.lost or c.status != "running" or fut.status == "cancelled":
                     continue  # lost with the scheduler, not a failure of the chunk
                 summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
             else:
@@ -468,6 +468,18 @@ def _execute(resolved: ResolvedSweep, record: SweepRecord, todo: list[int],
             f"{plan.n_chunks} chunks are safely on disk in {store.root}; rerun the same "
             "command against a live cluster to resume (finished chunks are not "
             "recomputed)")
+
+
+def _result(fut: Any, watch: SchedulerWatch) -> Any:
+    """A finished task's result. Fetching it goes through the scheduler (which worker
+    holds it), so it waits in slices and gives up once the watch says the scheduler is
+    lost: a hung scheduler would otherwise hold the sweep here forever."""
+    while True:
+        try:
+            return fut.result(timeout=1.0)
+        except TimeoutError:
+            if watch.lost:
+                raise SchedulerLostError(watch.lost) from None
 
 
 def _store_result(store: ResultStore, cid: int, result: list[Any], owner: StoreTarget,

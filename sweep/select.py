@@ -30,10 +30,12 @@ from engine import METRIC_NAMES
 from engine.metrics import LOWER_IS_BETTER
 from sweep.schema import ERROR
 
-__all__ = ["Selection", "SelectionError", "descending", "select_best"]
+__all__ = ["SELECTION_KEYS", "Selection", "SelectionError", "candidates", "descending",
+           "select_best"]
 
 Runs = pl.DataFrame | pl.LazyFrame
-_KEYS = ("objective", "filters", "min_trades")
+SELECTION_KEYS = ("objective", "filters", "min_trades")
+"""The keys of a config table that say how runs are chosen (see Selection.from_dict)."""
 
 
 class SelectionError(ValueError):
@@ -86,11 +88,6 @@ class Selection:
                 raise SelectionError(f"filter {f!r} is not a condition on metrics "
                                      f"({str(exc).splitlines()[0]})") from None
         return cls(objective, tuple(filters))
-
-    @staticmethod
-    def keys() -> tuple[str, ...]:
-        """The config keys a selection reads."""
-        return _KEYS
 
 
 def candidates(runs: Runs, selection: Selection) -> pl.LazyFrame:

@@ -28,7 +28,7 @@ from engine.metrics import bars_per_year
 from strategies import Strategy, StrategyError
 from sweep.grid import Grid, GridError, engine_values, strategy_columns
 from sweep.schema import RunsSchema
-from sweep.select import Selection, SelectionError
+from sweep.select import SELECTION_KEYS, Selection, SelectionError
 from sweep.windows import (
     Fold,
     Length,
@@ -48,7 +48,7 @@ _TOP_KEYS = {
     "walk_forward", "description", "pbo_blocks", "modules",
 }
 _DATA_KEYS = {"source", "adjust", "features"}
-_WF_KEYS = {"train", "test", "step", "anchored", "purge", *Selection.keys()}
+_WF_KEYS = {"train", "test", "step", "anchored", "purge", *SELECTION_KEYS}
 DEFAULT_PBO_BLOCKS = 16
 
 
@@ -207,7 +207,7 @@ class SweepSpec:
         content = self.to_dict()
         if "walk_forward" in content:
             content["walk_forward"] = {k: v for k, v in content["walk_forward"].items()
-                                       if k not in Selection}
+                                       if k not in SELECTION_KEYS}
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 

@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import itertools
 import json
 import math
 import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -39,7 +40,28 @@ from engine.data import parse_data_spec, synthetic_panel
 from sweep import SpecError, SweepSpec
 from sweep.cli import main as cli_main
 from sweep.overfit import EULER_GAMMA, pbo_from_block_stats
-from sweep.walkforward import Fold, WalkForwardConfig, make_folds
+from sweep.spec import WalkForwardConfig
+from sweep.windows import make_folds as _make_folds
+
+
+class Fold(NamedTuple):
+    """A fold as bar bounds (end exclusive), for comparisons."""
+
+    fold: int
+    train: tuple[int, int]
+    test: tuple[int, int]
+
+
+def make_folds(panel: Any, cfg: WalkForwardConfig) -> list[Fold]:
+    return [Fold(f.index, f.train.bounds, f.test.bounds)
+            for f in _make_folds(panel, cfg.schedule, cfg.test, cfg.purge)]
+
+
+def config_tuple(cfg: WalkForwardConfig) -> tuple[Any, ...]:
+    """(train, test, step, anchored, purge, objective, filters) of a parsed table."""
+    return (cfg.schedule.length, cfg.test, cfg.schedule.step, cfg.schedule.anchored,
+            cfg.purge, cfg.selection.objective, cfg.selection.filters)
+
 
 DATA = "synthetic:assets=6,bars=1000,seed=3"
 # take_profit of 100x / 200x never triggers: each (fast, slow, commission) point appears
@@ -82,7 +104,7 @@ filters = ["max_drawdown < 0.5"]
 
 
 def quiet_wf(spec: SweepSpec, client: Any, out: Path, **kw: Any) -> sweep.WalkForwardResult:
-    return sweep.walk_forward(spec, client, out, progress=False, echo=lambda _: None, **kw)
+    return sweep.walk_forward(spec, client, out, progress=False, **kw)
 
 
 def spec_with(**wf: Any) -> SweepSpec:
@@ -131,7 +153,7 @@ def wf(client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_make_folds_rolling_bars_with_purge_and_default_step() -> None:
     p = synthetic_panel(3, 1000, seed=1)
     cfg = WalkForwardConfig.from_dict({"train": 300, "test": 150, "purge": 3})
-    assert cfg.step == 150 and cfg.purge == 3 and not cfg.anchored
+    assert cfg.schedule.step == 150 and cfg.purge == 3 and not cfg.schedule.anchored
     assert make_folds(p, cfg) == FOLDS
     # Purge: each test starts exactly `purge` bars after its train window ends.
     assert all(f.test[0] - f.train[1] == 3 for f in FOLDS)
@@ -152,12 +174,11 @@ def test_make_folds_rolling_bars_with_purge_and_default_step() -> None:
 
 def test_walk_forward_config_defaults_and_filters() -> None:
     cfg = WalkForwardConfig.from_dict({"train": "2Y", "test": 250})
-    assert (cfg.train, cfg.test, cfg.step, cfg.anchored, cfg.purge, cfg.objective,
-            cfg.filters) == ("2y", 250, 250, False, 0, "sharpe", ())
+    assert config_tuple(cfg) == ("2y", 250, 250, False, 0, "sharpe", ())
     # One filter may be a plain string; min_trades becomes one more filter.
     cfg = WalkForwardConfig.from_dict({"train": 300, "test": 150, "filters": "calmar > 0",
                                        "min_trades": 3})
-    assert cfg.filters == ("calmar > 0", "n_trades >= 3")
+    assert cfg.selection.filters == ("calmar > 0", "n_trades >= 3")
 
 
 def test_make_folds_anchored_bars() -> None:
@@ -202,7 +223,7 @@ def test_make_folds_calendar_units(anchored: bool) -> None:
     p = synthetic_panel(3, 1000, seed=1)   # business days 2010-01-04 .. 2013-11-01
     cfg = WalkForwardConfig.from_dict({"train": "1Y", "test": "6M", "purge": 3,
                                        "anchored": anchored})
-    assert (cfg.train, cfg.test, cfg.step) == ("1y", "6mo", "6mo")
+    assert config_tuple(cfg)[:3] == ("1y", "6mo", "6mo")
     folds = make_folds(p, cfg)
     trains = _calendar_train_windows(p.timestamps, 12, 6, anchored)
     assert len(folds) >= 4
@@ -350,7 +371,8 @@ def test_fold_dates_match_make_folds_and_the_store(wf: dict[str, Any], panel: An
         assert w["n_bars"].unique().to_list() == [f.train[1] - f.train[0]]
         assert w["window_start"].unique().cast(pl.Datetime("ns")).to_list() == \
             [row["train_start"]]
-    assert read_meta(wf["root"])["folds"][0]["test"][0].startswith(str(ts[303])[:10])
+    assert read_meta(wf["root"])["walk_forward"]["folds"][0]["test"][0].startswith(
+        str(ts[303])[:10])
 
 
 def _hand_select(runs: pl.DataFrame, fold: int) -> dict[str, Any] | None:
@@ -432,13 +454,18 @@ def test_oos_equity_stitches_the_test_windows(wf: dict[str, Any], panel: Any) ->
     assert oos["equity"][-1] / base.init_cash - 1.0 == pytest.approx(total, rel=1e-12)
 
 
-def _hand_dsr(trials: pl.DataFrame, best: dict[str, Any]) -> float:
+def data_rate(panel: Any) -> float:
+    """Bars per year of the whole data, by the documented rule."""
+    t = panel.timestamps
+    return (len(t) - 1) / ((t[-1] - t[0]) / np.timedelta64(1, "D") / 365.25)
+
+
+def _hand_dsr(trials: pl.DataFrame, best: dict[str, Any], rate: float) -> float:
     """The deflated Sharpe ratio of ``best`` among ``trials``, from the stored metrics
-    only: per-bar Sharpe = sharpe / sqrt(bars per year of its window), the expected max
+    only: per-bar Sharpe = sharpe / sqrt(bars per year of the data), the expected max
     Sharpe of N trials, then the probabilistic Sharpe ratio (raw kurtosis)."""
     n = int(best["n_bars"])
-    days = (best["window_end"] - best["window_start"]).total_seconds() / 86400.0
-    scale = math.sqrt((n - 1) / (days / 365.25))
+    scale = math.sqrt(rate)
     srs = [s / scale for s in trials["sharpe"].to_list() if math.isfinite(s)]
     v = statistics.variance(srs)
     big_n = len(srs)
@@ -457,8 +484,8 @@ def _stored_pbo(trials: pl.DataFrame) -> float:
 
 
 def test_summary_in_sweep_json(wf: dict[str, Any], panel: Any) -> None:
-    s = wf["meta"]["summary"]
-    assert s == json.loads(json.dumps(wf["result"].summary))
+    s = wf["meta"]["walk_forward"]
+    assert s == json.loads(json.dumps(dataclasses.asdict(wf["result"].summary)))
     assert s["n_folds"] == 4 and s["objective"] == "sharpe"
     folds, oos = wf["folds"], wf["oos"]
     # Out-of-sample metrics of the stitched curve, recomputed with numpy.
@@ -500,7 +527,8 @@ def test_summary_in_sweep_json(wf: dict[str, Any], panel: Any) -> None:
     for k in range(4):
         trials = runs.filter(pl.col("window") == k)
         best = _hand_select(wf["runs"], k)
-        assert s["dsr_by_fold"][k] == pytest.approx(_hand_dsr(trials, best), rel=1e-9, abs=1e-12)
+        assert s["dsr_by_fold"][k] == pytest.approx(_hand_dsr(trials, best, data_rate(panel)),
+                                                    rel=1e-9, abs=1e-12)
         assert s["pbo_by_fold"][k] == _stored_pbo(trials)
     # Parameter stability across the folds' choices.
     stab = s["param_stability"]
@@ -529,8 +557,8 @@ def test_rerun_computes_nothing_and_gives_identical_outputs(wf: dict[str, Any],
                        check_exact=True)
     assert {n: (root / n).read_bytes() for n in before} == before
     meta = read_meta(root)
-    assert meta["summary"] == wf["meta"]["summary"]
-    assert meta["folds"] == wf["meta"]["folds"]
+    assert meta["walk_forward"] == wf["meta"]["walk_forward"]
+    assert meta["overfit"] == wf["meta"]["overfit"]
     assert_frame_equal(read_store(root).sort("run_id"), wf["runs"].sort("run_id"),
                        check_exact=True)
 
@@ -564,7 +592,7 @@ def test_walk_forward_calendar_units_anchored(client: Any, panel: Any, tmp_path:
                      walk_forward={"train": "1Y", "test": "2M", "purge": 2, "anchored": True})
     result = quiet_wf(spec, client, tmp_path)
     folds = make_folds(panel, WalkForwardConfig.from_dict(spec.walk_forward))
-    assert result.summary["n_folds"] == len(folds) >= 12
+    assert result.summary.n_folds == len(folds) >= 12
     runs = read_store(tmp_path / "cal")
     ts = panel.timestamps.astype("datetime64[ns]")
     for f in folds:
@@ -607,7 +635,7 @@ def test_oos_metrics_annualise_by_bar_frequency_when_tests_have_gaps(
     r = eq / prev - 1
     t = panel.timestamps.astype("datetime64[ns]")
     ppy = (len(t) - 1) / ((t[-1] - t[0]) / np.timedelta64(1, "D") / 365.25)
-    om = result.summary["oos_metrics"]
+    om = result.summary.oos_metrics
     assert om["volatility"] == pytest.approx(r.std(ddof=1) * math.sqrt(ppy), rel=0.01)
     assert om["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(ppy), rel=0.01)
 
@@ -623,8 +651,8 @@ def test_all_folds_in_cash_when_nothing_passes_the_filters(client: Any,
     assert folds["fast"].null_count() == 4 and folds["oos_sharpe"].null_count() == 4
     assert (result.oos_equity["equity"] == 1e6).all()
     s = result.summary
-    assert s["oos_metrics"]["total_return"] == 0.0 and s["wfe"] is None
-    assert s["dsr"] is None
+    assert s.oos_metrics["total_return"] == 0.0 and s.wfe is None
+    assert s.dsr is None
     # The one-paragraph summary the CLI prints must not crash on undefined metrics.
     text = result.describe()
     assert "4 folds" in text and "n/a" in text
@@ -640,34 +668,75 @@ PLAIN = SweepSpec(name="plain", strategy="ma_cross", data=DATA,
 @pytest.fixture(scope="module")
 def plain(client: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("plain")
-    summary = sweep.run_sweep(PLAIN, client, out, progress=False, echo=lambda _: None)
+    summary = sweep.run_sweep(PLAIN, client, out, progress=False)
     assert summary.ok and summary.n_runs == 48
     return out / PLAIN.name
 
 
-def test_plain_sweep_summary_has_dsr_and_pbo_per_window(plain: Path) -> None:
-    s = read_meta(plain)["summary"]
-    assert s["objective"] == "sharpe"
-    assert [w["window"] for w in s["by_window"]] == [0, 1]
+def test_plain_sweep_summary_has_dsr_and_pbo_per_window(plain: Path, panel: Any) -> None:
+    meta = read_meta(plain)
+    assert meta["objective"] == "sharpe"
+    verdicts = meta["overfit"]
+    assert [w["window"] for w in verdicts] == [0, 1]
+    rate = data_rate(panel)
+    assert [w["bars_per_year"] for w in meta["windows"]] == [rate, rate]
     runs = read_store(plain).sort("combo")
-    for w in s["by_window"]:
+    for w in verdicts:
         trials = runs.filter(pl.col("window") == w["window"])
         assert w["n_trials"] == trials.height == 24
         assert isinstance(w["dsr"], float) and 0 <= w["dsr"] <= 1
         assert isinstance(w["pbo"], float) and 0 <= w["pbo"] <= 1
         best = max(trials.iter_rows(named=True), key=lambda r: (r["sharpe"], -r["combo"]))
-        assert w["best_combo"] == best["combo"]
+        assert w["best_run_id"] == best["run_id"]
         # PBO: CSCV over the stored block columns gives the same number.
         assert w["pbo"] == _stored_pbo(trials)
         # DSR by hand from the stored metrics.
-        assert w["dsr"] == pytest.approx(_hand_dsr(trials, best), rel=1e-9, abs=1e-12)
-        # The block stats are the run's returns: their Sharpe is the stored one per bar.
+        assert w["dsr"] == pytest.approx(_hand_dsr(trials, best, rate), rel=1e-9, abs=1e-12)
+        # The block stats are the run's returns: their Sharpe is the stored one per bar,
+        # annualised with the data's bars per year (the same in every window).
         s1, s2, n = (np.asarray(best[c]) for c in ("block_sum", "block_sumsq", "block_n"))
         assert n.sum() == best["n_bars"]
         total, sq, cnt = s1.sum(), s2.sum(), n.sum()
         per_bar = (total / cnt) / math.sqrt((sq - total * total / cnt) / (cnt - 1))
-        days = (best["window_end"] - best["window_start"]).total_seconds() / 86400
-        ppy = (cnt - 1) / (days / 365.25)
-        assert best["sharpe"] == pytest.approx(per_bar * math.sqrt(ppy), rel=1e-9)
-    assert s["dsr"] == pytest.approx(np.mean([w["dsr"] for w in s["by_window"]]), rel=1e-12)
-    assert s["pbo"] == pytest.approx(np.mean([w["pbo"] for w in s["by_window"]]), rel=1e-12)
+        assert best["sharpe"] == pytest.approx(per_bar * math.sqrt(rate), rel=1e-9)
+
+
+def _scipy_dsr(trials: pl.DataFrame) -> float:
+    """The paper's DSR (Bailey & Lopez de Prado 2014, eqs. for SR0 and PSR) computed with
+    scipy from what does not depend on annualisation: per-bar Sharpe ratios from the
+    stored block sums of returns, and the stored skew and raw kurtosis."""
+    from scipy.stats import norm
+
+    def per_bar(r: dict[str, Any]) -> float:
+        s1, s2, n = (float(np.sum(r[c])) for c in ("block_sum", "block_sumsq", "block_n"))
+        return (s1 / n) / math.sqrt((s2 - s1 * s1 / n) / (n - 1))
+
+    rows = [r for r in trials.iter_rows(named=True) if math.isfinite(r["sharpe"])]
+    srs = np.array([per_bar(r) for r in rows])
+    best = max(rows, key=lambda r: (per_bar(r), -r["combo"]))
+    big_n, v = len(srs), np.var(srs, ddof=1)
+    sr0 = math.sqrt(v) * ((1 - np.euler_gamma) * norm.ppf(1 - 1 / big_n)
+                          + np.euler_gamma * norm.ppf(1 - 1 / (big_n * math.e)))
+    sr, n = per_bar(best), best["n_bars"]
+    g3, g4 = best["skew"], best["kurtosis"]
+    return float(norm.cdf((sr - sr0) * math.sqrt(n - 1)
+                          / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr * sr)))
+
+
+def test_dsr_does_not_depend_on_periods_per_year(client: Any, tmp_path: Path) -> None:
+    """The same 24-run sweep annualised with 252 and with 52 bars a year stores different
+    Sharpe ratios but the same deflated Sharpe ratio: the one the paper's formula gives
+    on per-bar Sharpe ratios (before this fix it was 0.94 against 0.76)."""
+    dsr = {}
+    for ppy in (252, 52):
+        spec = dataclasses.replace(PLAIN, name=f"ppy{ppy}", windows=None,
+                                   engine={"commission": 0.001, "periods_per_year": ppy})
+        assert sweep.run_sweep(spec, client, tmp_path, progress=False).ok
+        meta = read_meta(tmp_path / spec.name)
+        assert meta["windows"][0]["bars_per_year"] == ppy
+        trials = read_store(tmp_path / spec.name)
+        assert trials.height == 24
+        dsr[ppy] = meta["overfit"][0]["dsr"]
+        assert dsr[ppy] == pytest.approx(_scipy_dsr(trials), rel=1e-9)
+    assert 0.0 < dsr[252] < 1.0
+    assert dsr[252] == pytest.approx(dsr[52], rel=1e-12)

@@ -30,7 +30,7 @@ Example:
 
 from sweep.report import charts
 from sweep.report.load import Curve, ReportData, ReportError, load
-from sweep.report.page import TOP_N, render_report, write_report
+from sweep.report.page import TOP_N, render_page, render_report, write_report
 from sweep.report.verdicts import (
     DSR_STRONG,
     DSR_WEAK,
@@ -64,6 +64,7 @@ __all__ = [
     "load",
     "overfitting_checks",
     "pbo_verdict",
+    "render_page",
     "render_report",
     "wfe_verdict",
     "write_report",
