@@ -35,7 +35,7 @@ from engine import METRIC_NAMES, run_backtest
 from engine.data import synthetic_panel
 from sweep.cli import main
 from sweep.plan import Plan
-from sweep.record import DataInfo, SweepRecord, WindowInfo, WindowVerdict
+from sweep.record import DataInfo, SearchInfo, SweepRecord, WindowInfo, WindowVerdict
 from sweep.report import (
     DSR_STRONG,
     DSR_WEAK,
@@ -552,7 +552,8 @@ def test_other_metric_and_default_output(plain: Path, tmp_path: Path) -> None:
     assert oct((root / "report.html").stat().st_mode & 0o777) == "0o644"
 
 
-def _hand_made_store(root: Path, frame: pl.DataFrame, grid: dict[str, Any]) -> None:
+def _hand_made_store(root: Path, frame: pl.DataFrame, grid: dict[str, Any],
+                     search: SearchInfo | None = None) -> None:
     """A one-window store written with the layout's files and a record of this version."""
     (root / "runs" / "window=0").mkdir(parents=True)
     frame.drop("window").write_parquet(root / "runs" / "window=0" / "part-0000000.parquet")
@@ -563,17 +564,19 @@ def _hand_made_store(root: Path, frame: pl.DataFrame, grid: dict[str, Any]) -> N
         plan=Plan(n, n, 1), n_runs=n, runs_written=n, status="complete",
         windows=[WindowInfo(0, "2020-01-01", "2020-12-31", 252, 252.0, 0, 252)],
         overfit=[WindowVerdict(0, n, dsr=None, pbo=None, pbo_note="skipped: a test")],
+        search=search,
     ).write(root / "sweep.json")
 
 
 def test_sampled_grid_is_binned_and_single_axis_works(tmp_path: Path) -> None:
-    """A random-sample sweep (a continuous axis: binned) over one window, and a sweep where
-    a single parameter varies (a one-row heatmap)."""
+    """An adaptive search's trials (a continuous axis: binned) over one window, and a sweep
+    where a single parameter varies (a one-row heatmap)."""
     rng = np.random.default_rng(5)
     n = 400
     runs = pl.DataFrame({
         "run_id": [f"r{i:05d}" for i in range(n)], "chunk_id": 0, "strategy": "demo",
-        "window": 0, "x": rng.uniform(0.001, 0.5, n), "y": rng.integers(1, 4, n),
+        "window": 0, "trial": np.arange(n), "x": rng.uniform(0.001, 0.5, n),
+        "y": rng.integers(1, 4, n),
         "label": "a", **{m: rng.normal(size=n) for m in METRIC_NAMES},
         "error": pl.Series([None] * n, dtype=pl.String),
     }).with_columns(sharpe=pl.col("x") * 4 - 1 + 0.1 * pl.col("y"))
@@ -582,9 +585,12 @@ def test_sampled_grid_is_binned_and_single_axis_works(tmp_path: Path) -> None:
                               ("one_axis", runs.with_columns(y=pl.lit(2)),
                                {"x": [0.1], "y": [2], "label": ["a"]})):
         root = tmp_path / name
-        _hand_made_store(root, frame, grid)
+        search = SearchInfo("tpe", {"seed": 1}, n_trials=n, best_value=2.5)
+        _hand_made_store(root, frame, grid, search if name == "sampled" else None)
         text = render_report(root)
         assert_self_contained(text)
+        assert ("search tpe: 400 trials by sharpe, best 2.500" in text) == (name == "sampled")
+        assert '<th class="param">trial</th>' not in text  # a trial number is no parameter
         assert 'id="heatmap-0"' in text and 'id="heatmap-all"' not in text  # one window
         # No DSR or PBO in the record: said so, with the record's note.
         assert "DSR: not available (fewer than two trials)." in text
