@@ -21,6 +21,7 @@ import polars as pl
 
 from engine import METRIC_NAMES, EngineConfig
 from sweep.record import RecordError, SweepRecord
+from sweep.report.format import fmt_value
 from sweep.schema import ERROR, DamagedFileError, param_columns, scan_runs
 from sweep.select import Selection, select_best
 from sweep.store import RECORD_NAME, WALK_FORWARD_FILES
@@ -78,7 +79,7 @@ class ReportData:
 
     def label(self, row: dict[str, Any]) -> str:
         """A run's short label: its window and parameter values."""
-        values = ", ".join(f"{p}={row[p]}" for p in self.params if p in row)
+        values = ", ".join(f"{p}={fmt_value(row[p])}" for p in self.params if p in row)
         return f"w{row['window']} {values}" if len(self.record.windows) > 1 else values
 
     @property
