@@ -6,6 +6,12 @@ Not a test module: ``test_sweep_*.py`` import it (pytest puts ``tests/`` on ``sy
   127.0.0.1 (each in its own process group, so a kill takes the nanny and its worker).
 * :func:`run_cli` / :func:`start_cli` run ``backsweep`` in a subprocess.
 * :func:`wait_for` polls a condition with a deadline (no fixed sleeps).
+* :class:`TaskCounter` is a scheduler plugin that sees the sweep from the scheduler's
+  side: tasks held at once (peak), tasks each worker computed, compute times.
+* ``DaskProcesses.add_worker(hide=[...])`` starts a worker in its own mount namespace with
+  an empty tmpfs over each folder given: a worker on another machine, that does not see
+  the client's output folder. ``pythonpath=[...]`` puts folders first on its PYTHONPATH
+  (another copy of a package: a worker with other code).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -127,13 +134,14 @@ class DaskProcesses:
         self._client: Any = None
 
     # -- starting
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None
+               ) -> subprocess.Popen[bytes]:
         log = self.tmp / log_name
         self._logs.append(log)
         with open(log, "wb") as out:
             return subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.tmp, env=subprocess_env(), start_new_session=True,
+                cwd=self.tmp, env=subprocess_env(**(env or {})), start_new_session=True,
             )
 
     def start_scheduler(self, timeout: float = 60.0) -> str:
@@ -165,12 +173,31 @@ class DaskProcesses:
         assert address, "scheduler not started"
         return address
 
-    def add_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn(
-            [DASK, "worker", "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
-             "--host", "127.0.0.1", "--scheduler-file", str(self.scheduler_file)],
-            f"worker-{len(self.workers)}.log",
-        )
+    def add_worker(self, name: str | None = None, *, hide: Iterable[Path] = (),
+                   pythonpath: Iterable[Path] = ()) -> subprocess.Popen[bytes]:
+        """Start a ``dask worker`` (one thread). ``name``: its Dask name. ``hide``: folders
+        this worker must not see (an empty tmpfs is mounted over each, in a mount
+        namespace of its own: root, or unprivileged user namespaces, needed).
+        ``pythonpath``: folders put first on its PYTHONPATH."""
+        args = [DASK, "worker", "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                "--host", "127.0.0.1", "--scheduler-file", str(self.scheduler_file)]
+        if name is not None:
+            args += ["--name", name]
+        hide = [Path(h) for h in hide]
+        if hide:
+            for folder in hide:
+                folder.mkdir(parents=True, exist_ok=True)
+            script = ('while [ "$1" != -- ]; do mount -t tmpfs backsweep-hidden "$1" || '
+                      'exit 97; shift; done; shift; exec "$@"')
+            user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+            args = ["unshare", *user, "--mount", "--propagation", "private", "sh", "-c",
+                    script, "sh", *map(str, hide), "--", *args]
+        env = None
+        if pythonpath:
+            base = subprocess_env()
+            env = {"PYTHONPATH": os.pathsep.join([*map(str, pythonpath),
+                                                  base["PYTHONPATH"]])}
+        proc = self._spawn(args, f"worker-{name or len(self.workers)}.log", env=env)
         self.workers.append(proc)
         return proc
 
@@ -217,6 +244,74 @@ class DaskProcesses:
             with contextlib.suppress(OSError):
                 out.append(f"--- {log.name}\n{log.read_text(errors='replace')[-tail:]}")
         return "\n".join(out)
+
+
+class TaskCounter(SchedulerPlugin):
+    """Scheduler plugin: what the scheduler holds and who computed what, for any client's
+    tasks. ``peak``: the most tasks the scheduler held at once (every key not yet
+    forgotten: waiting, queued, processing, in memory or erred); ``peak_in_flight``: the
+    most tasks not finished yet (waiting, queued, no-worker, processing) at once;
+    ``done_by``: tasks each worker (by name) finished; ``seconds``: each finished task's
+    compute time.
+
+    Install with :func:`count_tasks` before the work starts; read with
+    :func:`task_counts`. The scheduler imports this module (``tests/`` is on the
+    PYTHONPATH of :class:`DaskProcesses`)."""
+
+    name = "backsweep-test-task-counter"
+
+    def __init__(self) -> None:
+        self.live: set[Any] = set()
+        self.peak = 0
+        self.at_peak: dict[str, str] = {}  # key: state, when the peak was reached
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.done_by: dict[str, int] = {}
+        self.seconds: list[float] = []
+        self.scheduler: Any = None
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any
+                   ) -> None:
+        unfinished = ("waiting", "queued", "no-worker", "processing")
+        self.in_flight += (finish in unfinished) - (start in unfinished)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if finish == "forgotten":
+            self.live.discard(key)
+        else:
+            self.live.add(key)
+            if len(self.live) > self.peak:
+                self.peak = len(self.live)
+                tasks = self.scheduler.tasks if self.scheduler else {}
+                self.at_peak = {str(k): getattr(tasks.get(k), "state", "?")
+                                for k in self.live}
+                self.at_peak[str(key)] = finish
+        if start == "processing" and finish == "memory":
+            address = kwargs.get("worker")
+            ws = self.scheduler.workers.get(address) if self.scheduler else None
+            name = str(ws.name) if ws is not None else str(address)
+            self.done_by[name] = self.done_by.get(name, 0) + 1
+            for ss in kwargs.get("startstops") or ():
+                if ss.get("action") == "compute":
+                    self.seconds.append(float(ss["stop"]) - float(ss["start"]))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"peak": self.peak, "live": len(self.live), "done_by": dict(self.done_by),
+                "peak_in_flight": self.peak_in_flight,
+                "seconds": list(self.seconds), "at_peak": dict(self.at_peak)}
+
+
+def count_tasks(client: Any) -> None:
+    """Install a fresh :class:`TaskCounter` on ``client``'s scheduler."""
+    client.register_plugin(TaskCounter(), name=TaskCounter.name)
+
+
+def task_counts(client: Any) -> dict[str, Any]:
+    """The :class:`TaskCounter` snapshot (peak, live, done_by, seconds)."""
+    return client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.plugins[TaskCounter.name].snapshot())
 
 
 def same_runs(a: pl.DataFrame, b: pl.DataFrame, ignore: Iterable[str] = ()) -> None:

@@ -114,19 +114,20 @@ class DaskProcesses:
         self.scheduler_file = root / "scheduler.json"
         self.address = ""
 
-    def _tls_args(self) -> list[str]:
-        if not self.tls:
+    def _tls_args(self, tls: dict[str, Path] | None = None) -> list[str]:
+        tls = self.tls if tls is None else tls
+        if not tls:
             return []
-        return ["--tls-ca-file", str(self.tls["ca"]), "--tls-cert", str(self.tls["cert"]),
-                "--tls-key", str(self.tls["key"])]
+        return ["--tls-ca-file", str(tls["ca"]), "--tls-cert", str(tls["cert"]),
+                "--tls-key", str(tls["key"])]
 
-    def start_scheduler(self, timeout: float = 60.0) -> str:
+    def start_scheduler(self, timeout: float = 60.0, env: dict[str, str] | None = None) -> str:
         args = [*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                 "--scheduler-file", str(self.scheduler_file), "--idle-timeout", "900",
                 *self._tls_args()]
         if self.tls:
             args += ["--protocol", "tls"]
-        self.scheduler = Proc(args, self.root / "scheduler.log")
+        self.scheduler = Proc(args, self.root / "scheduler.log", env=env)
 
         def ready():
             if not self.scheduler.alive():
@@ -140,13 +141,20 @@ class DaskProcesses:
         return self.address
 
     def add_worker(self, name: str, env: dict[str, str] | None = None,
-                   extra: list[str] | None = None) -> Proc:
+                   extra: list[str] | None = None, *,
+                   tls: dict[str, Path] | bool | None = None, address: str | None = None
+                   ) -> Proc:
+        """A worker named ``name``. ``tls``: None = the cluster's certificates, False =
+        none, a dict = these (ca, cert, key); ``address``: the scheduler's address to
+        use instead of the scheduler file."""
         local = self.root / f"worker-{name}"
         local.mkdir(exist_ok=True)
-        args = [*DASK, "worker", "--scheduler-file", str(self.scheduler_file),
+        where = [address] if address else ["--scheduler-file", str(self.scheduler_file)]
+        certs = [] if tls is False else self._tls_args(tls if isinstance(tls, dict) else None)
+        args = [*DASK, "worker", *where,
                 "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--name", name,
                 "--local-directory", str(local), "--death-timeout", "60",
-                *self._tls_args(), *(extra or [])]
+                *certs, *(extra or [])]
         proc = Proc(args, self.root / f"worker-{name}.log", env={**WORKER_ENV, **(env or {})})
         self.workers[name] = proc
         return proc
