@@ -79,10 +79,10 @@ class WalkForwardConfig:
         for key in ("train", "test"):
             if key not in raw:
                 raise WindowError(f"'{key}' is required (bars, or a duration like '2Y')")
+        test = parse_length(raw["test"], "test")
         schedule = Schedule.parse(raw["train"], raw.get("step", raw["test"]),
                                   raw.get("anchored", False), ("train", "step"))
-        return cls(schedule, parse_length(raw["test"], "test"),
-                   parse_length(raw.get("purge", 0), "purge", minimum=0),
+        return cls(schedule, test, parse_length(raw.get("purge", 0), "purge", minimum=0),
                    Selection.from_dict(raw))
 
 
