@@ -23,6 +23,7 @@ from sweep.grid import Grid, GridError
 from sweep.spec import SpecError, SweepSpec
 
 if TYPE_CHECKING:
+    from sweep.playback import export, replay
     from sweep.runner import SweepSummary, run_sweep
     from sweep.store import load_results
     from sweep.walkforward import WalkForwardResult, walk_forward
@@ -35,6 +36,8 @@ _LAZY = {
     "load_results": "sweep.store",
     "WalkForwardResult": "sweep.walkforward",
     "walk_forward": "sweep.walkforward",
+    "replay": "sweep.playback",
+    "export": "sweep.playback",
 }
 
 
@@ -54,7 +57,9 @@ __all__ = [
     "SweepSummary",
     "WalkForwardResult",
     "evaluate",
+    "export",
     "load_results",
+    "replay",
     "run_sweep",
     "walk_forward",
 ]

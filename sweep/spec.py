@@ -319,6 +319,11 @@ class ResolvedSweep:
     market: Any = None  # per-bar benchmark / risk-free series for the engine (None: none)
 
     @property
+    def market_inputs(self) -> dict[str, Any]:
+        """The market series as ``run_backtest`` takes them (none yet)."""
+        return {}
+
+    @property
     def n_combos(self) -> int:
         """Combination indices to visit (before constraints when the grid is not sampled)."""
         return self.grid.size if self.combos is None else int(self.combos.size)

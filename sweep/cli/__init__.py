@@ -5,7 +5,7 @@ Example:
     wrote 1000 bars x 50 assets, 2010-01-04 .. 2013-11-01 -> data/synth.parquet
 """
 
-from sweep.cli import data, results, runs  # noqa: F401 - each registers its commands
+from sweep.cli import data, export, results, runs  # noqa: F401 - each registers its commands
 from sweep.cli.app import main
 
 __all__ = ["main"]

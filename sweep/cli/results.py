@@ -120,14 +120,17 @@ def overfit_lines(record: Any) -> str:
               metavar="FILE.html", help="HTML file to write [default: RESULTS/report.html].")
 @click.option("--metric", default="sharpe", show_default=True,
               help="Metric shown by the parameter heatmaps.")
+@click.option("--curves", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Equity curves of this many top runs, rebuilt from the data (0: none).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE.html if it exists.")
-def report_cmd(results: Path, output: Path | None, metric: str, overwrite: bool) -> None:
+def report_cmd(results: Path, output: Path | None, metric: str, curves: int,
+               overwrite: bool) -> None:
     """Write a self-contained HTML report of a sweep's results (opens offline).
 
-    Parameter heatmaps per window, metric histograms, the top runs, and the walk-forward
-    charts and overfitting verdicts (DSR, PBO, WFE) when the sweep has them. An existing
-    FILE.html is replaced only with --overwrite (never a folder).
-    Exit code 2 (nothing written) when RESULTS is not a sweep's results folder.
+    Parameter heatmaps per window, metric histograms, the top runs and their equity
+    curves, and the walk-forward charts and overfitting verdicts (DSR, PBO, WFE) when the
+    sweep has them. An existing FILE.html is replaced only with --overwrite (never a
+    folder). Exit code 2 (nothing written) when RESULTS is not a sweep's results folder.
     """
     from sweep.report import ReportError, write_report
 
@@ -137,7 +140,25 @@ def report_cmd(results: Path, output: Path | None, metric: str, overwrite: bool)
     if path.exists() and not overwrite:
         bad_input(f"{path} exists; pass --overwrite to replace it, or choose another -o")
     try:
-        path = write_report(results, path, metric=metric)
+        path = write_report(results, path, metric=metric,
+                            curves=top_curves(results, metric, curves) if curves else None)
     except ReportError as exc:
         bad_input(str(exc))
     click.echo(f"wrote {path}")
+
+
+def top_curves(results: Path, metric: str, k: int) -> list[Any] | None:
+    """The equity curves of the report's top ``k`` runs, replayed from the data; None (and
+    a warning) when they cannot be rebuilt, e.g. the data moved since the sweep."""
+    from sweep.playback import ReplayError, replay
+    from sweep.report import Curve, ReportError, load
+
+    try:
+        data = load(results, metric)
+        best = data.top_runs(k)
+        rebuilt = replay(results, best["run_id"].to_list())
+    except (ReportError, ReplayError) as exc:
+        click.echo(f"warning: the top runs' equity curves are left out: {exc}", err=True)
+        return None
+    return [Curve.of(row["run_id"], data.label(row), res)
+            for row, res in zip(best.iter_rows(named=True), rebuilt, strict=True)]
