@@ -278,7 +278,9 @@ def test_digest_is_the_content(tmp_path: Path) -> None:
     assert a.digest == b.digest != c.digest
 
 
-@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.toml")),
+# first_sweep.toml reads a CSV folder the README's first commands make: tests/test_readme.py
+@pytest.mark.parametrize("example", sorted(p for p in (REPO / "examples").glob("*.toml")
+                                           if p.name != "first_sweep.toml"),
                          ids=lambda p: p.name)
 def test_example_configs_resolve(example: Path) -> None:
     r = SweepSpec.from_toml(example).resolve()

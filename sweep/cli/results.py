@@ -77,8 +77,8 @@ def show(results: Path, top: int, metric: str, fmt: str) -> None:
         return
     spec = record.spec
     click.echo(f"{record.name}: strategy {spec.get('strategy')}, data "
-               f"{record.data.source}, {record.runs_written} of {record.n_runs} runs, "
-               f"status {record.status}")
+               f"{_data_label(record.data.source)}, {record.runs_written} of "
+               f"{record.n_runs} runs, status {record.status}")
     if not several:
         click.echo(f"window 0: {record.window_label(0)}")
     with pl.Config(tbl_rows=top, tbl_cols=-1, float_precision=4, tbl_hide_dataframe_shape=True,
@@ -89,6 +89,14 @@ def show(results: Path, top: int, metric: str, fmt: str) -> None:
         click.echo(f"{failed} run(s) failed; see their 'error' column")
     if record.overfit:
         click.echo(overfit_lines(record))
+
+
+def _data_label(source: Any) -> str:
+    """A spec's data as written: the string, or a [data] table's source and options."""
+    if not isinstance(source, dict):
+        return str(source)
+    options = ", ".join(f"{k}={v}" for k, v in source.items() if k != "source")
+    return f"{source.get('source')}" + (f" ({options})" if options else "")
 
 
 def overfit_lines(record: Any) -> str:
