@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.kernel_cache import guard_package
 
-guard_package(__name__, ("kernels.py", "overfit.py"), depends_on=("engine", "strategies.base"))
+guard_package(__name__, ("kernels.py", "cscv.py"), depends_on=("engine", "strategies.base"))
 
 from sweep.evaluate import evaluate
 from sweep.grid import Grid, GridError

@@ -205,7 +205,7 @@ def test_every_module_with_cached_kernels_is_guarded_with_what_it_compiles_in() 
         assert not missing, (f"{path.relative_to(ROOT)} compiles in "
                              f"{sorted(str(p.relative_to(ROOT)) for p in missing)}, "
                              f"which {package}'s guard does not cover")
-    assert found >= 10  # engine/nb, the strategies, sweep.kernels and sweep.overfit
+    assert found >= 10  # engine/nb, the strategies, sweep.kernels and sweep.cscv
 
 
 def test_layers_one_way() -> None:

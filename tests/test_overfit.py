@@ -9,11 +9,12 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 import strategies
+from sweep.cscv import cscv_schedule
 from sweep.overfit import (
     EULER_GAMMA,
-    _cscv_schedule,
     block_stats,
     deflated_sharpe_ratio,
     expected_max_sharpe,
@@ -23,8 +24,7 @@ from sweep.overfit import (
     probabilistic_sharpe_ratio,
 )
 
-stats = pytest.importorskip("scipy.stats")
-norm = stats.norm
+norm = scipy.stats.norm
 
 
 # --------------------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def test_pbo_result_layout():
 
 @pytest.mark.parametrize("S", [2, 4, 6, 8, 10, 12, 16])
 def test_cscv_schedule_is_a_revolving_door(S):
-    masks, swap_in, swap_out = _cscv_schedule(S)
+    masks, swap_in, swap_out = cscv_schedule(S)
     assert masks.shape == (math.comb(S, S // 2) // 2, S)
     assert masks[:, 0].all() and (masks.sum(1) == S // 2).all()
     assert len({m.tobytes() for m in masks}) == masks.shape[0]
