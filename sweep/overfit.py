@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -367,8 +366,9 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
     n_in = (masks * counts[0]).sum(axis=1)      # used only when uniform
     n_out = counts[0].sum() - n_in
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
+        from cluster import default_workers  # the cores this process may use
+
+        threads = default_workers()
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     best_a, best_b, less_a, eq_a, less_b, eq_b = cscv(
