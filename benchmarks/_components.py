@@ -28,6 +28,8 @@ from engine.nb.simulate import last_valid_bars, simulate
 
 __all__ = ["ComponentTimes", "profile_components"]
 
+_NONE = np.empty(0)  # no benchmark, no risk-free series (the default metrics)
+
 
 @njit(nogil=True)
 def _kernel_loop(kernel, data, rows, weights):
@@ -51,7 +53,7 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
         kernel(data, rows[r], weights)
         out[r] = simulate(open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1],
                           weights[t0:t1], cfgs[0], last_bar, no_atr, 0, no_log, ppy,
-                          no_blocks).metrics[0]
+                          no_blocks, _NONE, _NONE).metrics[0]
     return out
 
 
@@ -65,7 +67,7 @@ def _simulate_repeat(open_, high, low, close, weights, cfgs, ppy, repeat):
     acc = 0.0
     for _ in range(repeat):
         acc += simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0,
-                        no_log, ppy, no_blocks).metrics[0]
+                        no_log, ppy, no_blocks, _NONE, _NONE).metrics[0]
     return acc
 
 
@@ -76,7 +78,7 @@ def _one_run(open_, high, low, close, weights, cfgs, ppy):
     no_atr = np.empty((0, 0))
     log = np.empty(0, dtype=TRADE_DTYPE)
     sim = simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 1, log, ppy,
-                   np.empty((0, 3)))
+                   np.empty((0, 3)), _NONE, _NONE)
     return sim.equity, sim.exposure, sim.fees.sum(), sim.notional.sum(), sim.acct
 
 
@@ -190,7 +192,8 @@ def profile_components(panel, strategy, table, config, repeat: int = 5,
         "kernel": lambda: _kernel_loop(k, data, rows, buf),
         "full": lambda: _full_loop(k, data, rows, o, h, lo, c, cfgs, t0, t1, ppy),
         "evaluate_block": lambda: evaluate_block(k, data, rows, o, h, lo, c, cfgs, cfg_of_run,
-                                                 no_atr, atr_slot, window, ppy_w, 0),
+                                                 no_atr, atr_slot, window, ppy_w, 0,
+                                                 _NONE, _NONE),
         "simulate_direct": lambda: _simulate_repeat(ow, hw, lw, cw, w, cfgs, ppy, R),
         "simulate_no_orders": lambda: _simulate_repeat(ow, hw, lw, cw, nan_w, cfgs, ppy, R),
         "metrics_direct": lambda: _metrics_repeat(eq, ex, fe, no, acct, config.init_cash,

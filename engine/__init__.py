@@ -20,13 +20,17 @@ from engine.backtest import BacktestResult, run_backtest, run_batch
 from engine.config import EngineConfig
 from engine.metrics import METRIC_NAMES
 from engine.panel import Panel, PanelError
+from engine.series import MarketSeries, load_series, market_series
 
 __all__ = [
     "METRIC_NAMES",
     "BacktestResult",
     "EngineConfig",
+    "MarketSeries",
     "Panel",
     "PanelError",
+    "load_series",
+    "market_series",
     "run_backtest",
     "run_batch",
 ]

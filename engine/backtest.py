@@ -16,6 +16,7 @@ from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
 from engine.nb.simulate import last_valid_bars, simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.panel import Panel
+from engine.series import SeriesLike, market_series
 
 __all__ = ["BacktestResult", "check_weights", "run_backtest", "run_batch"]
 
@@ -116,6 +117,8 @@ def run_backtest(
     *,
     window: tuple[Any, Any] | None = None,
     positions: bool = False,
+    benchmark_prices: SeriesLike | None = None,
+    risk_free: SeriesLike | None = None,
 ) -> BacktestResult:
     """Simulate target weights on a panel.
 
@@ -124,6 +127,12 @@ def run_backtest(
     (start, end)`` (inclusive dates, None = open) trades only those bars; the bars before
     it still warm up the ATR stop, as in a sweep's date windows, and annualisation uses
     the whole panel's bars per year (``engine.metrics.bars_per_year``).
+
+    A benchmark (``config.benchmark``, an asset; or ``benchmark_prices``) adds alpha,
+    beta, information ratio, tracking error and excess return to the metrics; a risk-free
+    rate (``config.risk_free``, annual; or ``risk_free``, a series of annual rates) makes
+    Sharpe and Sortino excess-return ratios. The series are one value per bar of the
+    panel or ``(dates, values)`` pairs (``engine.market_series``).
 
     Example:
         >>> import numpy as np
@@ -146,6 +155,8 @@ def run_backtest(
     i0, i1 = (0, panel.n_bars) if window is None else panel.index_range(*window)
     if i1 - i0 < 1:
         raise ValueError(f"window {window} holds no bars of the panel")
+    market = market_series(panel, cfg, benchmark_prices=benchmark_prices,
+                           risk_free=risk_free).take(i0, i1)
     atr = _atr_for(panel, cfg)[i0:i1]
     panel = panel.take(i0, i1)
     w = w[i0:i1]
@@ -156,7 +167,7 @@ def run_backtest(
     record = 2 if positions else 1
     while True:
         sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr,
-                       record, log, ppy, np.empty((0, 3)))
+                       record, log, ppy, np.empty((0, 3)), *market.kernel_arrays(ppy))
         if sim.n_trades <= log.shape[0]:
             break
         log = np.empty(sim.n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for all
@@ -179,11 +190,15 @@ def run_batch(
     panel: Panel,
     weights: np.ndarray,
     configs: EngineConfig | Sequence[EngineConfig],
+    *,
+    benchmark_prices: SeriesLike | None = None,
+    risk_free: SeriesLike | None = None,
 ) -> pl.DataFrame:
     """Metrics of many runs over one panel in one compiled call, one row per run.
 
     ``weights`` is (T, N) shared by every config or (R, T, N), one per run; ``configs`` is
-    one config (shared) or R configs. All configs must share ``periods_per_year``.
+    one config (shared) or R configs. All configs must share ``periods_per_year`` and
+    ``benchmark``; ``benchmark_prices`` and ``risk_free`` as in :func:`run_backtest`.
 
     Example:
         >>> import numpy as np
@@ -214,10 +229,17 @@ def run_batch(
     ppys = {c.periods_per_year for c in cfgs}
     if len(ppys) > 1:
         raise ValueError(f"configs disagree on periods_per_year: {sorted(map(str, ppys))}")
+    benchmarks = {c.benchmark for c in cfgs}
+    if len(benchmarks) > 1:
+        raise ValueError(f"configs disagree on benchmark: {sorted(map(str, benchmarks))}")
     ppy = bars_per_year(panel.timestamps, cfgs[0].periods_per_year)
+    # A risk-free series replaces the configs' constant rates: each must be 0.
+    market = market_series(panel, max(cfgs, key=lambda c: abs(c.risk_free)),
+                           benchmark_prices=benchmark_prices, risk_free=risk_free)
     recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
     out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
-                         w, recs, last_valid_bars(panel.close), ppy)
+                         w, recs, last_valid_bars(panel.close), ppy,
+                         *market.kernel_arrays(ppy))
     return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row").with_row_index("run")
 
 

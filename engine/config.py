@@ -17,7 +17,8 @@ __all__ = ["CONFIG_DTYPE", "FILL_MODES", "EngineConfig", "pack_configs"]
 FILL_MODES = ("next_open", "close")
 
 # A field with this metadata stays in Python: the kernels get it another way (``fill`` as
-# the derived ``fill_close``, ``periods_per_year`` as an argument per window).
+# the derived ``fill_close``, ``periods_per_year`` as an argument per window, ``benchmark``
+# as the benchmark's per-bar returns, engine.series.market_series).
 PYTHON_ONLY = {"kernel": False}
 
 
@@ -49,6 +50,8 @@ class EngineConfig:
     atr_stop: float | None = None
     atr_window: int = 14
     periods_per_year: float | None = field(default=None, metadata=PYTHON_ONLY)
+    risk_free: float = 0.0
+    benchmark: str | None = field(default=None, metadata=PYTHON_ONLY)
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -119,6 +122,13 @@ def _problems(cfg: EngineConfig):
     ppy = number("periods_per_year", optional=True)
     if ppy is not None and ppy <= 0:
         yield f"periods_per_year must be > 0, got {ppy!r}"
+    if number("risk_free") <= -1:
+        yield f"risk_free is an annual rate and must be > -1, got {cfg.risk_free!r}"
+    if cfg.benchmark is not None and (not isinstance(cfg.benchmark, str) or
+                                      not cfg.benchmark):
+        yield (f"benchmark must be an asset name of the panel (or None), got "
+               f"{cfg.benchmark!r}; a benchmark price series goes to run_backtest("
+               "benchmark_prices=...) or engine.market_series")
     for name in ("fractional", "allow_short"):
         if not isinstance(getattr(cfg, name), bool):
             yield f"{name} must be true or false, got {getattr(cfg, name)!r}"

@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 LOWER_IS_BETTER = frozenset(
-    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover"}
+    {"max_drawdown", "max_drawdown_duration", "volatility", "fees", "turnover",
+     "tracking_error"}
 )
 """Metrics where a smaller value is better; every other metric ranks best-first descending."""
 

@@ -65,6 +65,11 @@ A13 "close" mode sort key `order * close`: with fractional shares computed as
 A15 SETTLED. Metrics at non-positive equity (the spec is silent; its formulas give negative
     nonsense): turnover is NaN when mean(equity) <= 0, and a bar with equity <= 0 counts as
     exposure 0 in the mean. Both are the engine's guards.
+A16 Benchmark and risk-free rate (docs/engine.md "Benchmark and risk-free rate"): with a
+    constant rate, the standard deviation of r - rf is computed as that of r (equal in
+    exact arithmetic; computed from r, a flat run's Sharpe stays undefined instead of a
+    ratio of rounding noise, as in the engine). A bar before a series' first value is NaN
+    and makes the metrics that use it NaN.
 A14 Knife edges (see EDGE): where the spec's discrete decision sits exactly on its boundary in
     exact arithmetic (e.g. a rebalance sale worth exactly the fixed fee: proceeds 0), either
     outcome is correct; the reference records the bar and parity tests stop comparing there.
@@ -664,8 +669,11 @@ def _update_trailing(st: _State, t: int) -> None:
 
 # ---------------------------------------------------------------------------- driver
 def reference_backtest(panel: Panel, weights: np.ndarray, cfg: EngineConfig,
-                       interp: Interp | None = None) -> RefResult:
-    """Run the spec bar by bar. Slow on purpose; for small panels in tests only."""
+                       interp: Interp | None = None, *,
+                       benchmark_prices: np.ndarray | None = None,
+                       risk_free: np.ndarray | None = None) -> RefResult:
+    """Run the spec bar by bar. Slow on purpose; for small panels in tests only.
+    ``benchmark_prices`` and ``risk_free`` (annual rates): one value per bar (NaN = none)."""
     interp = interp or Interp()
     weights = np.asarray(weights, dtype=np.float64)
     T, N = panel.shape
@@ -716,7 +724,9 @@ def reference_backtest(panel: Panel, weights: np.ndarray, cfg: EngineConfig,
         if tr is not None:
             trades.append(_close_trade_record(st, tr, None, "open", st.mark[n], st.pos[n]))
     trades.sort(key=lambda d: (d["entry_bar"], panel.assets.index(d["asset"])))
-    metrics = compute_metrics(equity, exposure, fees, turnover, trades, cfg, panel.timestamps)
+    metrics = compute_metrics(equity, exposure, fees, turnover, trades, cfg, panel.timestamps,
+                              benchmark_prices=benchmark_of(panel, cfg, benchmark_prices),
+                              risk_free=risk_free)
     return RefResult(equity, cash, exposure, fees, turnover, positions, trades, metrics,
                      st.edge_bar, st.edges)
 
@@ -734,10 +744,37 @@ def periods_per_year(timestamps: np.ndarray, configured: float | None) -> float:
     return (T - 1) / (days / 365.25)
 
 
+def benchmark_of(panel: Panel, cfg: EngineConfig,
+                 prices: np.ndarray | None) -> list[float] | None:
+    """The benchmark's price on each bar: the given prices, or the closes of the asset
+    ``cfg.benchmark`` (None: no benchmark)."""
+    if prices is not None:
+        return [float(x) for x in prices]
+    if cfg.benchmark is None:
+        return None
+    n = list(panel.assets).index(cfg.benchmark)
+    return [float(panel.close[t, n]) for t in range(panel.n_bars)]
+
+
+def _carried(values: list[float]) -> list[float]:
+    """Each NaN replaced by the last value before it (NaN before the first value)."""
+    out = []
+    last = math.nan
+    for x in values:
+        if not math.isnan(x):
+            last = x
+        out.append(last)
+    return out
+
+
 def compute_metrics(equity: np.ndarray, exposure: np.ndarray, fees: np.ndarray,
                     turnover: np.ndarray, trades: list[dict[str, Any]], cfg: EngineConfig,
-                    timestamps: np.ndarray) -> dict[str, float]:
-    """docs/engine.md "Metrics", one definition per line, plain Python."""
+                    timestamps: np.ndarray, *, benchmark_prices: Any = None,
+                    risk_free: Any = None) -> dict[str, float]:
+    """docs/engine.md "Metrics", one definition per line, plain Python. ``benchmark_prices``
+    (per bar, NaN = none that bar) and ``risk_free`` (annual rates per bar) as in
+    docs/engine.md "Benchmark and risk-free rate"; None = no benchmark, the constant
+    ``cfg.risk_free``."""
     T = len(equity)
     init = float(cfg.init_cash)
     eq = [float(x) for x in equity]
@@ -751,9 +788,20 @@ def compute_metrics(equity: np.ndarray, exposure: np.ndarray, fees: np.ndarray,
     m["total_return"] = eq[-1] / init - 1.0
     m["cagr"] = -1.0 if eq[-1] <= 0 else (eq[-1] / init) ** (1.0 / years) - 1.0
     m["volatility"] = std_r * math.sqrt(P)
-    m["sharpe"] = nan if (std_r == 0 or math.isnan(std_r)) else mean_r / std_r * math.sqrt(P)
-    down = math.sqrt(sum(min(x, 0.0) ** 2 for x in r) / T)
-    m["sortino"] = nan if down == 0 else mean_r / down * math.sqrt(P)
+    # the per-bar risk-free rate: the annual one compounded down to a bar
+    annual = [float(cfg.risk_free)] * T if risk_free is None else _carried(
+        [float(x) for x in risk_free])
+    rf = [(1.0 + a) ** (1.0 / P) - 1.0 for a in annual]
+    ex = [r[t] - rf[t] for t in range(T)]
+    mean_ex = sum(ex) / T
+    if risk_free is None:
+        std_ex = std_r  # A16: r - constant has r's deviation
+    else:
+        std_ex = math.sqrt(sum((x - mean_ex) ** 2 for x in ex) / (T - 1)) if T > 1 else nan
+    m["sharpe"] = nan if (std_ex == 0 or math.isnan(std_ex)) else \
+        mean_ex / std_ex * math.sqrt(P)
+    down = math.sqrt(sum(min(x, 0.0) ** 2 for x in ex) / T)
+    m["sortino"] = nan if down == 0 else mean_ex / down * math.sqrt(P)
     peak = init
     mdd = 0.0
     run = 0
@@ -789,4 +837,28 @@ def compute_metrics(equity: np.ndarray, exposure: np.ndarray, fees: np.ndarray,
     m["skew"] = nan if m2 == 0 else m3 / m2 ** 1.5
     m["kurtosis"] = nan if m2 == 0 else m4 / m2 ** 2
     m["n_bars"] = float(T)
+    for k in ("alpha", "beta", "information_ratio", "tracking_error", "excess_return"):
+        m[k] = nan
+    if benchmark_prices is not None:
+        price = _carried([float(x) for x in benchmark_prices])
+        # bought at the first close: no return on the first bar
+        b = [0.0] + [price[t] / price[t - 1] - 1.0 for t in range(1, T)]
+        bex = [b[t] - rf[t] for t in range(T)]
+        act = [r[t] - b[t] for t in range(T)]
+        mean_b = sum(bex) / T
+        var_b = sum((x - mean_b) ** 2 for x in bex) / T
+        cov = sum((ex[t] - mean_ex) * (bex[t] - mean_b) for t in range(T)) / T
+        beta = cov / var_b if var_b >= 1e-30 else nan  # NaN var_b: False, NaN
+        m["beta"] = beta
+        m["alpha"] = (1.0 + sum(ex[t] - beta * bex[t] for t in range(T)) / T) ** P - 1.0 \
+            if T > 1 else nan
+        mean_a = sum(act) / T
+        sd_a = math.sqrt(sum((x - mean_a) ** 2 for x in act) / (T - 1)) if T > 1 else nan
+        m["tracking_error"] = sd_a * math.sqrt(P)
+        m["information_ratio"] = nan if (sd_a == 0 or math.isnan(sd_a)) else \
+            mean_a / sd_a * math.sqrt(P)
+        growth = 1.0
+        for x in b:
+            growth *= 1.0 + x
+        m["excess_return"] = m["total_return"] - (growth - 1.0)
     return m

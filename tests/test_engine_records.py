@@ -124,7 +124,7 @@ def test_simulate_returns_named_fields() -> None:
     log = np.empty(16, dtype=TRADE_DTYPE)
     sim = simulate(panel.open, panel.high, panel.low, panel.close, w,
                    pack_configs([EngineConfig()])[0], last_valid_bars(panel.close),
-                   np.empty((0, 0)), 2, log, 252.0, np.empty((0, 3)))
+                   np.empty((0, 0)), 2, log, 252.0, np.empty((0, 3)), np.empty(0), np.empty(0))
     assert isinstance(sim, SimResult) and sim._fields == SimResult._fields
     assert sim.equity.shape == sim.cash.shape == (panel.n_bars,)
     assert sim.positions.shape == panel.shape

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from gen import CaseSpec, build_case, case_specs
 from hypothesis import HealthCheck, event, given, note, settings
-from reference_loop import RefResult, compute_metrics, reference_backtest
+from reference_loop import RefResult, benchmark_of, compute_metrics, reference_backtest
 
 from engine import METRIC_NAMES, EngineConfig, Panel, run_backtest
 
@@ -28,6 +28,7 @@ SPEC_METRICS = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
     "max_drawdown_duration", "calmar", "n_trades", "win_rate", "profit_factor", "turnover",
     "exposure", "fees", "final_equity", "skew", "kurtosis", "n_bars",
+    "alpha", "beta", "information_ratio", "tracking_error", "excess_return",
 )
 TRADE_EXACT = ("asset", "direction", "entry_bar", "exit_bar", "exit_reason")
 TRADE_FLOAT = ("entry_price", "exit_price", "quantity", "pnl", "return", "fees")
@@ -110,7 +111,9 @@ def assert_matches_reference(panel: Panel, weights: np.ndarray, cfg: EngineConfi
     return res, ref
 
 
-def assert_metrics_match_definitions(res: Any, panel: Panel, cfg: EngineConfig) -> None:
+def assert_metrics_match_definitions(res: Any, panel: Panel, cfg: EngineConfig, *,
+                                     benchmark_prices: Any = None,
+                                     risk_free: Any = None) -> None:
     """The engine's metrics == the spec's formulas applied to the engine's own equity, fees,
     turnover, exposure and trades. (Not to the reference's: ratios of near-zero returns, e.g.
     the sharpe of an equity curve whose only move is a 1-ulp blip, amplify float noise
@@ -118,7 +121,9 @@ def assert_metrics_match_definitions(res: Any, panel: Panel, cfg: EngineConfig) 
     assert set(SPEC_METRICS) <= set(METRIC_NAMES), set(SPEC_METRICS) - set(METRIC_NAMES)
     want = compute_metrics(np.asarray(res.equity), np.asarray(res.exposure),
                            np.asarray(res.fees), np.asarray(res.turnover),
-                           engine_trades(res, panel), cfg, panel.timestamps)
+                           engine_trades(res, panel), cfg, panel.timestamps,
+                           benchmark_prices=benchmark_of(panel, cfg, benchmark_prices),
+                           risk_free=risk_free)
     for k in SPEC_METRICS:
         g, w = float(res.metrics[k]), float(want[k])
         assert _close(g, w, 1e-9, 1e-12), f"metric {k}: engine {g!r} by definition {w!r}"

@@ -3,6 +3,11 @@
 Definitions are in docs/engine.md. Every function is a Numba kernel that is also callable
 from Python, e.g. ``sharpe(returns, 252.0)``.
 
+With a risk-free rate (a per-bar constant ``rf_bar``, or a per-bar series ``rf``) Sharpe
+and Sortino are ratios of excess returns ``r - rf``; with a benchmark (per-bar returns
+``bench``) the pass adds alpha, beta, information ratio, tracking error and excess return
+(NaN without one). See docs/engine.md "Benchmark and risk-free rate".
+
 Each formula is written once. The simulation reduces a run's equity and exposure in one
 fused pass (:func:`metrics_with_blocks`: per-bar returns; sums and drawdown; central
 moments), then finishes every metric from those sums with the scalar functions ``_sharpe``,
@@ -18,6 +23,7 @@ METRIC_NAMES = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
     "max_drawdown_duration", "calmar", "n_trades", "win_rate", "profit_factor", "turnover",
     "exposure", "fees", "final_equity", "skew", "kurtosis", "n_bars",
+    "alpha", "beta", "information_ratio", "tracking_error", "excess_return",
 )
 N_METRICS = len(METRIC_NAMES)
 
@@ -46,9 +52,25 @@ FINAL_EQUITY = _slot("final_equity")
 SKEW = _slot("skew")
 KURTOSIS = _slot("kurtosis")
 N_BARS = _slot("n_bars")
+ALPHA = _slot("alpha")
+BETA = _slot("beta")
+INFORMATION_RATIO = _slot("information_ratio")
+TRACKING_ERROR = _slot("tracking_error")
+EXCESS_RETURN = _slot("excess_return")
+
+# Below this population variance a benchmark's returns are flat: beta (and alpha) are NaN
+# (empyrical's threshold, so a constant benchmark gives NaN, not a ratio of rounding noise).
+MIN_BENCHMARK_VARIANCE = 1e-30
 
 
 # ------------------------------------------------------------------ finishers: one formula each
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def per_bar_rate(annual, periods_per_year):
+    """The per-bar rate that compounds to ``annual`` over a year of bars:
+    ``(1 + annual) ** (1 / periods_per_year) - 1`` (exactly 0 for 0)."""
+    return (1.0 + annual) ** (1.0 / periods_per_year) - 1.0
+
+
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _cagr(final, init_cash, periods_per_year, n):
     growth = final / init_cash
@@ -101,6 +123,15 @@ def _kurtosis(m2, m4, n):
     return np.nan
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def per_bar_rates(annual, periods_per_year):
+    """:func:`per_bar_rate` of each of an array of annual rates (NaN stays NaN)."""
+    out = np.empty(annual.shape[0])
+    for t in range(annual.shape[0]):
+        out[t] = per_bar_rate(annual[t], periods_per_year)
+    return out
+
+
 # ------------------------------------------------------------------ reductions over the bars
 @njit(nogil=True, cache=True, error_model="numpy")
 def _bar_returns(equity, init_cash, returns):
@@ -111,8 +142,9 @@ def _bar_returns(equity, init_cash, returns):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _sums_and_drawdown(equity, exposure, returns, init_cash):
-    """Sums of returns, of squared negative returns, of equity and of exposure shares
+def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
+    """Sums of returns, of squared negative excess returns (``r - rf_bar``; subtracting
+    0.0 changes no bit), of equity and of exposure shares
     (gross / equity; 0 without exposure or equity); the deepest fall from the running
     peak (a fraction; the peak starts at the initial cash) and the longest run of bars
     below it. One pass: the sums are independent of the drawdown's branches, so they
@@ -128,7 +160,8 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash):
         g = exposure[t]
         r = returns[t]
         total += r
-        down += r * r if r < 0.0 else 0.0
+        e = r - rf_bar
+        down += e * e if e < 0.0 else 0.0
         equity_sum += x
         share += g / x if g != 0.0 and x > 0.0 else 0.0
         if x >= peak:
@@ -143,10 +176,11 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _central_moments(returns, mean, lo, hi, m2, m3, m4, block_sums):
+def _central_moments(returns, mean, lo, hi, m2, m3, m4, block_sums, rf_bar):
     """``m2``..``m4`` plus the sums of the 2nd to 4th powers of ``returns[lo:hi] - mean``,
-    and, if ``block_sums``, the sums of those returns and their squares (the PBO block
-    statistics; 0 otherwise: a third of the pass's cost). The moments carry on from the
+    and, if ``block_sums``, the sums of those returns' excess over ``rf_bar`` and of its
+    squares (the PBO block statistics, of the returns the Sharpe ratio is a ratio of; 0
+    otherwise: a third of the pass's cost). The moments carry on from the
     caller's totals, so they are added in bar order whatever the blocks: a run's metrics
     are the same bits with or without blocks."""
     s1 = s2 = 0.0
@@ -158,8 +192,9 @@ def _central_moments(returns, mean, lo, hi, m2, m3, m4, block_sums):
         m3 += d2 * d
         m4 += d2 * d2
         if block_sums:  # loop-invariant: compiled as two loops
-            s1 += r
-            s2 += r * r
+            x = r - rf_bar
+            s1 += x
+            s2 += x * x
     return m2, m3, m4, s1, s2
 
 
@@ -168,9 +203,9 @@ def _return_stats(r):
     """Mean, sum of squared negative returns and population central moments 2..4 of a
     returns array, by the fused pass's own reductions (over a flat dummy equity curve)."""
     n = r.shape[0]
-    total, down, _, _, _, _ = _sums_and_drawdown(np.ones(n), np.zeros(n), r, 1.0)
+    total, down, _, _, _, _ = _sums_and_drawdown(np.ones(n), np.zeros(n), r, 1.0, 0.0)
     mean = total / n
-    m2, m3, m4, _, _ = _central_moments(r, mean, 0, n, 0.0, 0.0, 0.0, False)
+    m2, m3, m4, _, _ = _central_moments(r, mean, 0, n, 0.0, 0.0, 0.0, False, 0.0)
     return mean, down, m2 / n, m3 / n, m4 / n
 
 
@@ -179,8 +214,69 @@ def _drawdown(equity, init_cash):
     """(deepest drawdown, longest run below the peak): the fused pass's own loop."""
     n = equity.shape[0]
     _, _, _, _, worst, longest = _sums_and_drawdown(equity, np.zeros(n), np.zeros(n),
-                                                    init_cash)
+                                                    init_cash, 0.0)
     return worst, longest
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _market_moments(returns, rf_bar, rf, bench):
+    """Excess returns ``e = r - rf`` (``rf[t]``, or ``rf_bar`` when ``rf`` is empty) and,
+    if ``bench`` is given, benchmark excess returns ``be = b - rf`` and active returns
+    ``a = r - b``, where ``b = bench`` except on the first bar, whose benchmark return is
+    0 (the benchmark is bought at the run's first close). Two passes (means, then centred
+    sums, as the other moments). Returns the means of e, be and a; the population
+    variances of e, be and a and covariance of e and be; the sum of squared negative e;
+    and the benchmark's growth prod(1 + b)."""
+    n = returns.shape[0]
+    has_rf = rf.shape[0] > 0
+    has_bench = bench.shape[0] > 0
+    se = sb = sa = 0.0
+    growth = 1.0
+    for t in range(n):
+        f = rf[t] if has_rf else rf_bar
+        se += returns[t] - f
+        if has_bench:
+            b = bench[t] if t > 0 else 0.0
+            sb += b - f
+            sa += returns[t] - b
+            growth *= 1.0 + b
+    me = se / n
+    mb = sb / n
+    ma = sa / n
+    vee = vbb = veb = vaa = down = 0.0
+    for t in range(n):
+        f = rf[t] if has_rf else rf_bar
+        e = returns[t] - f
+        de = e - me
+        vee += de * de
+        down += e * e if e < 0.0 else 0.0
+        if has_bench:
+            b = bench[t] if t > 0 else 0.0
+            db = b - f - mb
+            da = returns[t] - b - ma
+            vbb += db * db
+            veb += de * db
+            vaa += da * da
+    return me, mb, ma, vee / n, vbb / n, veb / n, vaa / n, down, growth
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _excess_blocks(returns, rf, blocks):
+    """Add each block's (sum, sum of squares, count) of ``returns - rf`` to ``blocks``
+    (the cut of metrics_with_blocks), for a per-bar risk-free series."""
+    n = returns.shape[0]
+    S = blocks.shape[0]
+    for b in range(S):
+        lo = b * n // S
+        hi = (b + 1) * n // S
+        s1 = s2 = 0.0
+        for t in range(lo, hi):
+            x = returns[t] - rf[t]
+            s1 += x
+            s2 += x * x
+        blocks[b, 0] += s1
+        blocks[b, 1] += s2
+        blocks[b, 2] += hi - lo
 
 
 # ------------------------------------------------------------------ standalone metrics
@@ -247,26 +343,35 @@ def cagr(equity, init_cash, periods_per_year):
 # ------------------------------------------------------------------ the fused pass
 @njit(nogil=True, cache=True, error_model="numpy")
 def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
-                   n_closed, n_wins, gross_profit, gross_loss):
+                   n_closed, n_wins, gross_profit, gross_loss, risk_free=0.0, bench=None,
+                   rf=None):
     """All METRIC_NAMES, in order, for one run: ``equity`` and gross ``exposure`` per bar,
-    ``fees`` and traded ``notional`` in total, and the trade counts.
+    ``fees`` and traded ``notional`` in total, and the trade counts; optionally an annual
+    ``risk_free`` rate (EngineConfig.risk_free), the benchmark's per-bar returns
+    ``bench`` and a per-bar risk-free series ``rf`` (the arrays of engine.MarketSeries).
 
     The simulation calls :func:`metrics_with_blocks` on its own equity and exposure, so
     both give the same bits. With ``error_model="numpy"`` a zero equity yields inf/nan
     metrics rather than an exception.
     """
+    b = np.empty(0) if bench is None else bench  # None: resolved when compiled
+    f = np.empty(0) if rf is None else rf
     return metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees,
                                notional, n_opened, n_closed, n_wins, gross_profit,
-                               gross_loss, np.empty((0, 3)))
+                               gross_loss, np.empty((0, 3)),
+                               per_bar_rate(risk_free, periods_per_year), b, f)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, notional,
-                        n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks):
+                        n_opened, n_closed, n_wins, gross_profit, gross_loss, blocks, rf_bar,
+                        bench, rf):
     """:func:`metrics_vector`, also adding to ``blocks`` (S, 3) each of S consecutive
-    blocks' (sum, sum of squares, count) of returns; block b covers bars
+    blocks' (sum, sum of squares, count) of excess returns; block b covers bars
     ``b*n//S .. (b+1)*n//S``, so the overfitting statistics can rebuild per-block Sharpe
-    ratios without keeping the returns."""
+    ratios without keeping the returns. The risk-free rate is ``rf[t]`` per bar, or the
+    constant per-bar ``rf_bar`` when ``rf`` is empty; ``bench`` (empty = none) holds the
+    benchmark's per-bar returns, the first bar's taken as 0."""
     n = equity.shape[0]
     out = np.full(N_METRICS, np.nan)
     out[N_BARS] = n
@@ -277,19 +382,23 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
     returns = np.empty(n)
     _bar_returns(equity, init_cash, returns)
     total, down, equity_sum, share, worst, longest = _sums_and_drawdown(
-        equity, exposure, returns, init_cash)
+        equity, exposure, returns, init_cash, rf_bar)
     mean = total / n
     m2 = m3 = m4 = 0.0
     S = blocks.shape[0]
+    rf_series = rf.shape[0] > 0
     n_parts = max(S, 1)
     for b in range(n_parts):
         lo = b * n // n_parts
         hi = (b + 1) * n // n_parts
-        m2, m3, m4, s1, s2 = _central_moments(returns, mean, lo, hi, m2, m3, m4, S > 0)
-        if S > 0:
+        m2, m3, m4, s1, s2 = _central_moments(returns, mean, lo, hi, m2, m3, m4,
+                                              S > 0 and not rf_series, rf_bar)
+        if S > 0 and not rf_series:
             blocks[b, 0] += s1
             blocks[b, 1] += s2
             blocks[b, 2] += hi - lo
+    if S > 0 and rf_series:
+        _excess_blocks(returns, rf, blocks)
     m2 /= n
     m3 /= n
     m4 /= n
@@ -298,8 +407,10 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
     out[TOTAL_RETURN] = final / init_cash - 1.0
     out[CAGR] = _cagr(final, init_cash, periods_per_year, n)
     out[VOLATILITY] = _volatility(m2, n, root_p)
-    out[SHARPE] = _sharpe(mean, m2, n, root_p)
-    out[SORTINO] = _sortino(mean, down, n, root_p)
+    # A constant rate shifts every return alike: the excess returns' mean is mean - rf_bar
+    # and their variance is the returns' (with rf_bar = 0, today's bits exactly).
+    out[SHARPE] = _sharpe(mean - rf_bar, m2, n, root_p)
+    out[SORTINO] = _sortino(mean - rf_bar, down, n, root_p)
     out[MAX_DRAWDOWN] = worst
     out[MAX_DRAWDOWN_DURATION] = longest
     out[CALMAR] = out[CAGR] / worst if worst > 0.0 else np.nan
@@ -316,4 +427,19 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
     out[FINAL_EQUITY] = final
     out[SKEW] = _skew(m2, m3, n)
     out[KURTOSIS] = _kurtosis(m2, m4, n)
+    if rf_series or bench.shape[0] > 0:
+        me, mb, ma, vee, vbb, veb, vaa, down_e, growth = _market_moments(
+            returns, rf_bar, rf, bench)
+        if rf_series:
+            out[SHARPE] = _sharpe(me, vee, n, root_p)
+            out[SORTINO] = _sortino(me, down_e, n, root_p)
+        if bench.shape[0] > 0:
+            # CAPM on excess returns: e = alpha + beta * be (empyrical's alpha and beta)
+            beta = veb / vbb if vbb >= MIN_BENCHMARK_VARIANCE else np.nan
+            out[BETA] = beta
+            out[ALPHA] = (1.0 + (me - beta * mb)) ** periods_per_year - 1.0 if n >= 2 \
+                else np.nan
+            out[TRACKING_ERROR] = _volatility(vaa, n, root_p)
+            out[INFORMATION_RATIO] = _sharpe(ma, vaa, n, root_p)
+            out[EXCESS_RETURN] = out[TOTAL_RETURN] - (growth - 1.0)
     return out

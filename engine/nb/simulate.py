@@ -34,7 +34,7 @@ from engine.nb.layout import (
     TR_ENTRY_BAR,
     TRADE_DTYPE,
 )
-from engine.nb.metrics import N_METRICS, metrics_with_blocks
+from engine.nb.metrics import N_METRICS, metrics_with_blocks, per_bar_rate
 from engine.nb.stops import average_true_range, check_stop, update_trailing
 from engine.nb.trades import describe_open_trade, log_trade
 
@@ -224,8 +224,11 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
-             periods_per_year, blocks):
-    """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused.
+             periods_per_year, blocks, bench, rf):
+    """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused. ``bench``
+    and ``rf`` (T,) are the benchmark's per-bar returns and the per-bar risk-free rates of
+    these bars (engine.MarketSeries; empty = no benchmark, and the constant
+    ``cfg.risk_free``), read by the metrics only.
 
     Returns a :class:`SimResult` (equity, cash, exposure, fees, notional, positions,
     n_trades, acct, metrics: read its fields by name). The metrics (METRIC_NAMES) are
@@ -437,13 +440,16 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                 n_log = log_trade(log, n_log, closed)
     metrics = metrics_with_blocks(equity, exposure, cfg.init_cash, periods_per_year,
                                   fees_total, notional_total, acct[N_OPENED], acct[N_CLOSED],
-                                  acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks)
+                                  acct[N_WINS], acct[GROSS_PROFIT], acct[GROSS_LOSS], blocks,
+                                  per_bar_rate(cfg.risk_free, periods_per_year), bench, rf)
     return SimResult(equity, cash, exposure, fees, notional, positions, n_log, acct, metrics)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per_year):
-    """Metrics (R, N_METRICS) of R runs: ``weights`` is (R, T, N) or (1, T, N) shared."""
+def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per_year, bench,
+                   rf):
+    """Metrics (R, N_METRICS) of R runs: ``weights`` is (R, T, N) or (1, T, N) shared;
+    ``bench`` and ``rf`` as in :func:`simulate`, shared by every run."""
     R = cfgs.shape[0]
     out = np.empty((R, N_METRICS))
     atr = np.empty((0, 0))
@@ -457,5 +463,5 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
             atr_window = cfg.atr_window
         w = weights[r] if weights.shape[0] > 1 else weights[0]
         out[r] = simulate(open_, high, low, close, w, cfg, last_bar, atr, 0, no_log,
-                          periods_per_year, no_blocks).metrics
+                          periods_per_year, no_blocks, bench, rf).metrics
     return out
