@@ -167,7 +167,7 @@ def run_backtest(
     record = 2 if positions else 1
     while True:
         sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr,
-                       record, log, ppy, np.empty((0, 3)), *market.kernel_arrays(ppy))
+                       record, log, ppy, np.empty((0, 3)), *market.kernel_arrays(ppy, [cfg]))
         if sim.n_trades <= log.shape[0]:
             break
         log = np.empty(sim.n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for all
@@ -233,13 +233,12 @@ def run_batch(
     if len(benchmarks) > 1:
         raise ValueError(f"configs disagree on benchmark: {sorted(map(str, benchmarks))}")
     ppy = bars_per_year(panel.timestamps, cfgs[0].periods_per_year)
-    # A risk-free series replaces the configs' constant rates: each must be 0.
-    market = market_series(panel, max(cfgs, key=lambda c: abs(c.risk_free)),
+    market = market_series(panel, cfgs[0].replace(risk_free=0.0),
                            benchmark_prices=benchmark_prices, risk_free=risk_free)
     recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
     out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
                          w, recs, last_valid_bars(panel.close), ppy,
-                         *market.kernel_arrays(ppy))
+                         *market.kernel_arrays(ppy, cfgs))
     return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row").with_row_index("run")
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class MarketSeries:
     benchmark_returns: np.ndarray
     risk_free: np.ndarray
     periods_per_year: float = float("nan")
+    benchmark_asset: str | None = None
 
     @property
     def has_benchmark(self) -> bool:
@@ -76,19 +78,31 @@ class MarketSeries:
     def take(self, i0: int, i1: int) -> MarketSeries:
         """Bars i0..i1-1 (as ``Panel.take``); empty series stay empty."""
         return MarketSeries(self.benchmark_returns[i0:i1], self.risk_free[i0:i1],
-                            self.periods_per_year)
+                            self.periods_per_year, self.benchmark_asset)
 
-    def kernel_arrays(self, periods_per_year: float | np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def kernel_arrays(self, periods_per_year: float | np.ndarray,
+                      configs: Sequence[EngineConfig] = ()) -> tuple[np.ndarray, np.ndarray]:
         """``(benchmark_returns, risk_free)`` for runs annualised at ``periods_per_year``
-        (one rate or one a window), checked against the rate the risk-free series was
-        converted at: per-bar rates and annualisation must use the same bars per year."""
+        (one rate or one a window) with ``configs``, checked first: the per-bar rates must
+        be of the same bars per year as the annualisation, and no config may ask for
+        another benchmark or a constant rate besides the series (a grid axis over
+        ``benchmark``, or over ``risk_free`` with a rate series, would be ignored)."""
         rates = np.asarray(periods_per_year, dtype=np.float64)
         if self.risk_free.shape[0] and not (rates == self.periods_per_year).all():
             raise ValueError(
                 f"the risk-free series is per bar at {self.periods_per_year:g} bars a year "
                 f"but the runs are annualised at {sorted(set(rates.ravel().tolist()))}; "
                 "build it with the same EngineConfig.periods_per_year")
+        for c in configs:
+            if c.benchmark != self.benchmark_asset:
+                raise ValueError(
+                    f"a run asks for benchmark {c.benchmark!r} but the market series hold "
+                    + (f"{self.benchmark_asset!r}" if self.benchmark_asset else
+                       "a benchmark price series" if self.has_benchmark else "none")
+                    + "; the benchmark is one for all the runs (not a grid axis)")
+            if self.risk_free.shape[0] and c.risk_free != 0.0:
+                raise ValueError(f"a run has risk_free={c.risk_free!r} besides the "
+                                 "risk-free series; give one")
         return self.benchmark_returns, self.risk_free
 
 
@@ -139,7 +153,8 @@ def market_series(panel: Panel, config: EngineConfig | None = None, *,
         ppy = bars_per_year(panel.timestamps, cfg.periods_per_year)
         rates = per_bar_rates(annual, ppy)
     assert bench.shape[0] in (0, T) and rates.shape[0] in (0, T)
-    return MarketSeries(np.ascontiguousarray(bench), np.ascontiguousarray(rates), ppy)
+    return MarketSeries(np.ascontiguousarray(bench), np.ascontiguousarray(rates), ppy,
+                        cfg.benchmark)
 
 
 def align_series(dates: Any, values: Any, timestamps: np.ndarray) -> np.ndarray:

@@ -140,7 +140,7 @@ def evaluate_windows(
                       dtype=np.int64).reshape(-1, 2)
     ppy = np.array([w.bars_per_year if isinstance(w, Window) else rate for w in windows],
                    dtype=np.float64)
-    bench, rf = (market or market_series(panel, config)).kernel_arrays(ppy)
+    bench, rf = (market or market_series(panel, config)).kernel_arrays(ppy, cfgs)
     out, refused, stats = evaluate_block(
         strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
         *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),

@@ -396,3 +396,16 @@ def test_config_fields_are_checked() -> None:
     assert EngineConfig.from_dict({"risk_free": 0.02, "benchmark": "SPY"}).benchmark == "SPY"
     assert isinstance(market_series(synthetic_panel(n_assets=2, n_bars=20, seed=0)),
                       MarketSeries)
+
+
+def test_the_benchmark_is_not_a_grid_axis(panel: Panel) -> None:
+    """One market for all the runs: a run asking for another benchmark, or for a constant
+    rate besides a rate series, is an error, not silently the market's."""
+    with pytest.raises(ValueError, match="not a grid axis"):
+        sweep.evaluate(panel, "top_n", {"benchmark": [panel.assets[0], panel.assets[1]]},
+                       EngineConfig(benchmark=panel.assets[0]))
+    s = strategies.get("top_n")
+    table = Grid.build(s, {"risk_free": [0.0, 0.02]}, []).frame()
+    mkt = market_series(panel, EngineConfig(), risk_free=np.full(panel.n_bars, 0.01))
+    with pytest.raises(ValueError, match="besides the risk-free series"):
+        evaluate_windows(panel, s, table, EngineConfig(), [(0, panel.n_bars)], market=mkt)
