@@ -206,7 +206,7 @@ def windows_from_spec(panel: Panel, spec: Mapping[str, Any] | None,
         >>> from engine.data import synthetic_panel
         >>> p = synthetic_panel(n_assets=2, n_bars=1000, seed=1)
         >>> [w.label() for w in windows_from_spec(p, {"length": "1Y", "step": "1Y"})][:2]
-        ['2010-01-04 .. 2010-12-31', '2011-01-03 .. 2011-12-30']
+        ['2010-01-04 .. 2011-01-03', '2011-01-04 .. 2012-01-03']
     """
     if spec is None:
         return [make_window(panel, 0, 0, panel.n_bars, rate)]

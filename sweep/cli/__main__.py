@@ -2,4 +2,5 @@
 
 from sweep.cli import main
 
-main(prog_name="backsweep")
+if __name__ == "__main__":
+    main(prog_name="backsweep")
