@@ -7,6 +7,7 @@ million-run grid is materialised on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import typing
@@ -18,15 +19,19 @@ import numpy as np
 import polars as pl
 
 from engine import EngineConfig
+from engine.config import PYTHON_ONLY
 from strategies import Strategy, StrategyError
 from sweep.schema import is_param_column
 
 __all__ = ["ENGINE_AXES", "OPTIONAL_ENGINE_FIELDS", "Grid", "GridError", "engine_values",
            "expand_values"]
 
-# Engine fields that may be swept as grid axes.
+# Engine fields that may be swept as grid axes: those the kernels read per run. Not the
+# Python-only ones (fill mode, bars per year, the benchmark) nor the risk-free rate: they
+# describe the market the runs share (engine.series.MarketSeries), one for the sweep.
 ENGINE_AXES = tuple(
-    f for f in EngineConfig.field_names() if f not in ("fill", "periods_per_year")
+    f.name for f in dataclasses.fields(EngineConfig)
+    if f.metadata != PYTHON_ONLY and f.name != "risk_free"
 )
 # Engine fields that may be None ("no stop"): TOML has no null, so "none" stands for it.
 OPTIONAL_ENGINE_FIELDS = frozenset(

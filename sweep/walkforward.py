@@ -142,7 +142,8 @@ def _out_of_sample(resolved: ResolvedSweep, runs: pl.LazyFrame
         chosen = {p: best[p] for p in params}
         cfg = base.replace(**{a: best[a] for a in engine_axes}) if engine_axes else base
         weights = strategy.weights(panel, **chosen)
-        res = run_backtest(panel, weights, cfg, window=(test.start, test.end))
+        res = run_backtest(panel, weights, cfg, window=(test.start, test.end),
+                           **resolved.market_inputs)
         row |= chosen | {a: best[a] for a in engine_axes}
         row |= {f"is_{m}": best[m] for m in METRIC_NAMES}
         row |= {f"oos_{m}": res.metrics[m] for m in METRIC_NAMES}
@@ -178,10 +179,11 @@ def _summarise(resolved: ResolvedSweep, runs: pl.LazyFrame, folds_df: pl.DataFra
     # (the folds' windows carry it), not at the rate of the stitched timestamps' span,
     # which counts the bars between test windows when step > test.
     rate = folds[0].test.bars_per_year
+    bench, rf = _stitched_market(resolved)
     values = metrics_vector(equity, np.zeros_like(equity), base.init_cash, rate,
                             float(folds_df["oos_fees"].fill_null(0).sum()), 0.0,
                             float(folds_df["oos_n_trades"].fill_null(0).sum()), 0.0, 0.0,
-                            0.0, 0.0)
+                            0.0, 0.0, base.risk_free, bench, rf)
     oos_metrics = {m: finite_or_none(v) for m, v in zip(METRIC_NAMES, values.tolist(),
                                                           strict=True)
                    if m not in ("win_rate", "profit_factor", "turnover", "exposure")}
@@ -210,6 +212,20 @@ def _summarise(resolved: ResolvedSweep, runs: pl.LazyFrame, folds_df: pl.DataFra
                         [str(f.test.start), str(f.test.end)]) for f in folds],
     )
     return info, folds_df
+
+
+def _stitched_market(resolved: ResolvedSweep) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's per-bar returns and the per-bar risk-free rates over the stitched
+    test bars (empty arrays when there are none), as the test runs saw them."""
+    market = resolved.market
+    folds = resolved.folds or ()
+    if market is None or not folds:
+        return np.empty(0), np.empty(0)
+    rate = folds[0].test.bars_per_year
+    parts = [market.take(*f.test.bounds).kernel_arrays(rate) for f in folds]
+    bench = np.concatenate([p[0] for p in parts]) if market.has_benchmark else np.empty(0)
+    rf = np.concatenate([p[1] for p in parts])
+    return bench, rf
 
 
 def _stability(folds_df: pl.DataFrame, resolved: ResolvedSweep) -> dict[str, Any]:
