@@ -133,6 +133,31 @@ def test_worker_joining_mid_sweep_gets_the_data_and_tasks(procs: DaskProcesses, 
     _exactly_once(root, reference)
 
 
+def test_workers_joining_after_the_start_all_get_tasks(procs: DaskProcesses, config: Path,
+                                                      reference: Any, tmp_path: Path) -> None:
+    """A cluster that grows after the sweep started (a SLURM or Kubernetes cluster whose
+    workers arrive after the scheduler, an adaptive one): the sweep starts with no worker
+    at all, five single-threaded workers join, and the scheduler sees enough of the
+    sweep's tasks in flight for each of them to have one."""
+    client = procs.client()
+    count_tasks(client)
+    root = tmp_path / "out" / "cfaults"
+    proc = _cli(procs, config, tmp_path / "out", tmp_path / "cli.log")
+    wait_for(lambda: task_counts(client)["peak"] > 0 or proc.poll() is not None, 120,
+             "the sweep's first tasks on the scheduler")
+    for i in range(5):
+        procs.add_worker(f"grow{i}")
+    procs.wait_workers(5)
+    rc, log = _finish(proc, tmp_path / "cli.log")
+    assert rc == 0, log[-3000:]
+    counts = task_counts(client)
+    busy = {name: n for name, n in counts["done_by"].items() if n}
+    assert counts["peak_in_flight"] >= 5, (
+        f"at most {counts['peak_in_flight']} tasks in flight for 5 worker threads "
+        f"(tasks done by: {busy})")
+    _exactly_once(root, reference)
+
+
 OTHER_GENERATOR = '''
 
 # --- tests/test_cluster_faults.py: a worker whose data generator differs ---------------
