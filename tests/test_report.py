@@ -300,8 +300,10 @@ def top_curves(root: Path, k: int = 3) -> list[Curve]:
 def test_plain_sweep_report_renders_in_chromium(plain: Path, tmp_path: Path) -> None:
     out = tmp_path / "plain.html"
     # The real command line, in a subprocess.
+    # (--curves 0: the replayed top runs' curves are tested in tests/test_playback.py)
     proc = subprocess.run([sys.executable, "-m", "sweep.cli", "report", str(plain), "-o",
-                           str(out)], capture_output=True, text=True, timeout=120, cwd=REPO)
+                           str(out), "--curves", "0"], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and str(out) in proc.stdout
     text = out.read_text()
@@ -353,7 +355,7 @@ def test_plain_sweep_report_renders_in_chromium(plain: Path, tmp_path: Path) -> 
     # Details: the windows with their bars per year.
     assert len(dom.rows("windows-table")) == 2
     assert f"{record.windows[0].bars_per_year:.1f}" in text
-    # No walk-forward section and no curves in a plain sweep without them.
+    # No walk-forward section and no curves when none are asked for.
     assert not dom.find(id_="walk-forward") and not dom.find(id_="oos-equity-line")
     assert not dom.find(id_="top-equity")
     assert [a["attrs"]["href"] for a in dom.find("a")][:4] == [
