@@ -3,7 +3,11 @@ sized to about half a second of work by timing a sample, enumerated by index ari
 
 A chunk holds all the windows of its combinations because a run's weights are computed
 once for all of them (walk-forward's train windows cost one strategy pass, not one a
-fold); it is stored as one file per window, all with the chunk's id."""
+fold); it is stored as one file per window, all with the chunk's id.
+
+An adaptive search's chunks are :class:`TrialChunk`: the combinations its sampler chose
+(a list of grid indices, not a range), with their trial numbers, on the windows they are
+to be evaluated on (all of them, or one at a time when pruning)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import numpy as np
 if TYPE_CHECKING:
     from sweep.spec import ResolvedSweep
 
-__all__ = ["TARGET_SECONDS", "Chunk", "Plan", "calibrate_chunk_size", "seconds_per_combo"]
+__all__ = ["TARGET_SECONDS", "Chunk", "Plan", "TrialChunk", "calibrate_chunk_size",
+           "seconds_per_combo"]
 
 # A task should take ~0.5-2 s: far above Dask's per-task cost (a few ms on the
 # scheduler and the client), and short enough that the last tasks end together.
@@ -46,6 +51,43 @@ class Chunk:
     @property
     def size(self) -> int:
         return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        """What tells the chunk apart in a task's key."""
+        return f"{self.start}-{self.stop}"
+
+
+@dataclass(frozen=True)
+class TrialChunk:
+    """Trials of an adaptive search: grid combinations ``combos`` (each passes the
+    constraints) with their trial numbers ``trials``, on the windows ``windows``
+    (indices into the sweep's windows). The worker returns each run's value by
+    ``objective`` after ``filters`` (see sweep.search.objective). ``hold``: the client
+    writes the rows (it marks pruned trials first), so a worker returns them even when it
+    sees the store.
+
+    Example:
+        >>> c = TrialChunk(3, combos=(17, 4), trials=(0, 1), windows=(0,), objective="sharpe")
+        >>> c.size, c.name
+        (2, 't3')
+    """
+
+    chunk_id: int
+    combos: tuple[int, ...]
+    trials: tuple[int, ...]
+    windows: tuple[int, ...]
+    objective: str
+    filters: tuple[str, ...] = ()
+    hold: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.combos)
+
+    @property
+    def name(self) -> str:
+        return f"t{self.chunk_id}"
 
 
 @dataclass(frozen=True)

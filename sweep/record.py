@@ -42,6 +42,7 @@ __all__ = [
     "FoldInfo",
     "RecordError",
     "SearchInfo",
+    "StudyInfo",
     "SweepRecord",
     "WalkForwardInfo",
     "WindowInfo",
@@ -149,8 +150,34 @@ class WalkForwardInfo:
 
 
 @dataclass
+class StudyInfo:
+    """One seeded search of an adaptive search (one a walk-forward fold, else one over
+    all the windows): its windows, seed, trials and best trial."""
+
+    study: int
+    windows: list[int]
+    seed: int
+    n_trials: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    n_pruned: int = 0
+    n_failed: int = 0
+    exhausted: bool = False
+
+
+@dataclass
 class SearchInfo:
-    """An adaptive search: the method, the sampler's settings, trials asked and run."""
+    """An adaptive search: the method, the sampler's settings, trials asked and run.
+
+    ``n_trials``: distinct parameter sets evaluated (each a row of the store in every
+    window it ran on), pruned ones included; ``n_proposals``: the sampler's proposals,
+    of which ``n_repeats`` named a parameter set already tried (told its stored value,
+    nothing run) and ``n_rejected`` broke the constraints (told as pruned, never run).
+    ``sampler_seconds``: the client's time in the sampler (ask, tell, pruner) during the
+    last call, over its ``n_proposals`` (a resumed search re-asks every stored trial);
+    ``run_seconds``: worker time of the ``runs_computed`` runs that call computed.
+    ``exhausted``: some study stopped early because its sampler kept proposing only
+    parameter sets already tried or forbidden."""
 
     method: str
     settings: dict[str, Any]
@@ -158,6 +185,27 @@ class SearchInfo:
     objective: str = "sharpe"
     best_value: float | None = None
     sampler_seconds: float = 0.0
+    n_proposals: int = 0
+    n_repeats: int = 0
+    n_rejected: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+    best_trial: int | None = None
+    run_seconds: float = 0.0
+    runs_computed: int = 0
+    complete: bool = False
+    exhausted: bool = False
+    studies: list[StudyInfo] = field(default_factory=list)
+
+    @property
+    def sampler_ms(self) -> float | None:
+        """Milliseconds of sampler time a proposal."""
+        return 1e3 * self.sampler_seconds / self.n_proposals if self.n_proposals else None
+
+    @property
+    def run_ms(self) -> float | None:
+        """Milliseconds of worker time a run (a trial on one window)."""
+        return 1e3 * self.run_seconds / self.runs_computed if self.runs_computed else None
 
 
 @dataclass

@@ -10,33 +10,29 @@ Messages go to the ``backsweep`` logger (a notebook can silence them).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cluster
-from strategies import unregister_module
+from sweep.execute import (  # noqa: F401 (the cluster part, importable from here as before)
+    GridWork,
+    SchedulerLostError,
+    SchedulerWatch,
+    _release_token,
+    execute,
+)
 from sweep.plan import TARGET_SECONDS, Plan, calibrate_chunk_size, seconds_per_combo
 from sweep.record import ComputeRate, DataInfo, RecordError, SweepRecord, WindowInfo, now
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
-from sweep.store import ResultStore, StoreChangedError, StoreError
+from sweep.store import ResultStore, StoreError
 from sweep.trials import window_verdict
-from sweep.warmup import warm_up
-from sweep.worker import StoreTarget, SweepContextPlugin, run_chunk, sees_store
 
 __all__ = ["DryRun", "SchedulerLostError", "SweepSummary", "plan_sweep", "run_sweep"]
 
 logger = logging.getLogger("backsweep")
-
-
-class SchedulerLostError(RuntimeError):
-    """The Dask scheduler went away mid-sweep (killed, hung, or unreachable) and did not
-    come back in time; finished chunks are on disk and a rerun resumes."""
 
 
 @dataclass
@@ -55,6 +51,7 @@ class SweepSummary:
     runs_computed: int = 0        # by this call (resumed chunks are not counted)
     compute_seconds: float = 0.0  # first task submitted -> last result in
     worker_threads: int = 0       # the most the cluster had while this call ran
+    search: Any = None            # an adaptive search: its sweep.record.SearchInfo
 
     @property
     def ok(self) -> bool:
@@ -69,12 +66,17 @@ class SweepSummary:
         return self.runs_computed / self.compute_seconds
 
     def describe(self) -> str:
-        lines = [
-            f"{self.path}: {self.n_runs} runs in {self.chunks_total} "
-            f"chunk{'' if self.chunks_total == 1 else 's'} "
-            f"({self.chunks_run} computed now, {self.chunks_skipped} already on disk) "
-            f"in {self.seconds:.1f} s"
-        ]
+        if self.search is not None:
+            from sweep.search.run import describe_search
+
+            lines = describe_search(self)
+        else:
+            lines = [
+                f"{self.path}: {self.n_runs} runs in {self.chunks_total} "
+                f"chunk{'' if self.chunks_total == 1 else 's'} "
+                f"({self.chunks_run} computed now, {self.chunks_skipped} already on disk) "
+                f"in {self.seconds:.1f} s"
+            ]
         if self.runs_per_second is not None:
             lines.append(
                 f"  computed {self.runs_computed:,} runs in {self.compute_seconds:.1f} s on "
@@ -138,6 +140,13 @@ def run_sweep(
     store = ResultStore(Path(out or "results") / spec.name)
     record = _open_store(store, resolved, overwrite)  # refuses before any cluster work
     summary = SweepSummary(store.root)
+    if resolved.search is not None:
+        from sweep.search.run import run_search
+
+        return run_search(resolved, record, store, summary, started, client=client,
+                          workers=workers, cluster_config=cluster_config,
+                          overwrite=overwrite, chunk_size=chunk_size,
+                          worker_writes=worker_writes, progress=progress)
     todo: list[int] = []
     if record is not None:
         todo = _resume(store, resolved, record.plan, summary)
@@ -149,12 +158,7 @@ def run_sweep(
             c = stack.enter_context(cluster.connect(_default_client(client), workers=workers,
                                                     config=cluster_config))
         if record is None:
-            if overwrite and store.is_store():
-                left = store.clear()
-                if left:
-                    logger.warning("--overwrite: left in place (not written by a sweep): %s",
-                                   ", ".join(str(p.relative_to(store.root)) for p in left[:10]))
-            store.clean_temp_files()
+            _fresh_store(store, overwrite)
             record = _new_record(resolved, chunk_size or calibrate_chunk_size(resolved))
             store.write_record(record)
             todo = list(range(record.plan.n_chunks))
@@ -163,17 +167,41 @@ def run_sweep(
         if todo:
             record.status = "running"
             store.write_record(record)
-            try:
-                _execute(resolved, record, todo, store, c, max_in_flight, worker_writes,
-                         progress, summary)
-            except (KeyboardInterrupt, SchedulerLostError) as exc:
-                record.status = "interrupted"
-                store.write_record(record)
-                if isinstance(exc, KeyboardInterrupt):
-                    logger.warning("interrupted: finished chunks are kept in %s; rerun to "
-                                   "resume", store.root)
-                raise
-    return _finish(store, resolved, record, summary, bool(todo), started)
+            work = GridWork(record, todo, store, summary, max_in_flight)
+            with interrupted(store, record):
+                execute(resolved, record, work, store, c, worker_writes, progress, summary)
+    complete = len(store.done_chunks(record.plan.n_windows)) == record.plan.n_chunks
+    return _finish(store, resolved, record, summary, bool(todo), started, complete)
+
+
+@contextlib.contextmanager
+def interrupted(store: ResultStore, record: SweepRecord,
+                update: Any = None) -> Any:
+    """On Ctrl-C or a lost scheduler, mark the record interrupted (``update(record)``
+    first, if given) and let the exception through: what is on disk stays, a rerun
+    resumes."""
+    try:
+        yield
+    except (KeyboardInterrupt, SchedulerLostError) as exc:
+        if update is not None:
+            update(record)
+        record.status = "interrupted"
+        store.write_record(record)
+        if isinstance(exc, KeyboardInterrupt):
+            logger.warning("interrupted: finished chunks are kept in %s; rerun to resume",
+                           store.root)
+        raise
+
+
+def _fresh_store(store: ResultStore, overwrite: bool) -> None:
+    """Before a new sweep's record: with ``overwrite``, the other sweep's files removed
+    (and what was not a sweep's named); temp files of killed writers removed."""
+    if overwrite and store.is_store():
+        left = store.clear()
+        if left:
+            logger.warning("--overwrite: left in place (not written by a sweep): %s",
+                           ", ".join(str(p.relative_to(store.root)) for p in left[:10]))
+    store.clean_temp_files()
 
 
 @dataclass
@@ -191,11 +219,18 @@ class DryRun:
 
     @property
     def n_chunks(self) -> int:
+        if self.resolved.search is not None:  # trials a chunk, cut by batch as they come
+            return -(-self.resolved.n_runs // len(self.resolved.windows) // self.chunk_size)
         return -(-self.resolved.n_combos // self.chunk_size)
 
     @property
     def cpu_seconds(self) -> float:
-        """Estimated compute, on one worker thread, of the chunks still to run."""
+        """Estimated compute, on one worker thread, of the chunks still to run (a
+        search: all its trials, pruning none)."""
+        if self.resolved.search is not None:
+            # seconds_per_combo covers every window; each trial runs on every window
+            # (a walk-forward's fold searches: one window each, as many trials a fold)
+            return self.seconds_per_combo * self.resolved.search.trials
         todo = max(0, self.n_chunks - self.chunks_on_disk)
         return self.seconds_per_combo * min(self.resolved.n_combos, todo * self.chunk_size)
 
@@ -211,9 +246,23 @@ class DryRun:
         lines += [f"  window {w.index}: {w.label()} ({w.bars} bars)" for w in windows[:12]]
         if len(windows) > 12:
             lines.append(f"  ... and {len(windows) - 12} more windows")
-        lines.append(f"chunks: {self.n_chunks:,} of up to {self.chunk_size:,} parameter sets"
-                     + (f" ({self.chunks_on_disk:,} already on disk)" if self.resuming
-                        else f" (about {TARGET_SECONDS:g} s of work each)"))
+        search = r.search
+        if search is not None:
+            lines[1] = (f"runs: up to {r.n_runs:,} ({search.trials:,} trials x "
+                        f"{len(windows)} window{'' if len(windows) == 1 else 's'}) of a grid "
+                        f"of {r.grid.size:,} combinations")
+            batch = search.batch or search.default_batch(self.threads)
+            lines.append(
+                f"search: {search.method} ({search.sampler}), seed {search.seed}, objective "
+                f"{search.objective} ({search.direction}), batch {batch}"
+                + ("" if search.batch else f" (from {self.threads} worker threads)")
+                + (f", prune {search.prune}" if search.prune else "")
+                + (", one search a walk-forward fold" if r.folds is not None else ""))
+        else:
+            lines.append(f"chunks: {self.n_chunks:,} of up to {self.chunk_size:,} parameter "
+                         "sets" + (f" ({self.chunks_on_disk:,} already on disk)"
+                                   if self.resuming
+                                   else f" (about {TARGET_SECONDS:g} s of work each)"))
         cpu = self.cpu_seconds
         lines.append(f"estimated compute: {_duration(cpu)} on one worker thread, about "
                      f"{_duration(cpu / max(1, self.threads))} on {self.threads} (plus start-up)")
@@ -345,9 +394,10 @@ def _new_record(resolved: ResolvedSweep, chunk_size: int) -> SweepRecord:
 
 
 def _finish(store: ResultStore, resolved: ResolvedSweep, record: SweepRecord,
-            summary: SweepSummary, computed: bool, started: float) -> SweepSummary:
+            summary: SweepSummary, computed: bool, started: float, complete: bool
+            ) -> SweepSummary:
+    """Counts, the overfitting summary (once complete) and the record's final state."""
     summary.n_runs, summary.n_errors = store.count_runs()
-    complete = len(store.done_chunks(record.plan.n_windows)) == record.plan.n_chunks
     if complete:
         # A worker SIGKILLed inside a write leaves its temp file (never read); with every
         # chunk on disk and no task of this call left running, none is still being written.
@@ -369,234 +419,3 @@ def _finish(store: ResultStore, resolved: ResolvedSweep, record: SweepRecord,
                                            summary.worker_threads)
     store.write_record(record)
     return summary
-
-
-# ------------------------------------------------------------------- the cluster part
-def _execute(resolved: ResolvedSweep, record: SweepRecord, todo: list[int],
-             store: ResultStore, c: Any, max_in_flight: int | None, worker_writes: bool,
-             progress: bool, summary: SweepSummary) -> None:
-    from distributed import as_completed
-
-    plan = record.plan
-    # One context per call: a concurrent sweep of the same spec (maybe cut into other
-    # chunks) never shares its tasks or its context, and unregistering it is safe.
-    key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}-{uuid.uuid4().hex[:8]}"
-    if c.dashboard_link:
-        logger.info("dashboard: %s", c.dashboard_link)
-    # Same package versions everywhere, single-threaded warmed-up Numba, and the spec's
-    # user modules importable on every worker (also on ones joining later).
-    cluster.prepare(c, modules=resolved.spec.modules, on_unload=unregister_module,
-                    warm_up=functools.partial(warm_up, strategies=[resolved.strategy.name]))
-    plugin = SweepContextPlugin(key, resolved)
-    try:
-        c.register_plugin(plugin, name=plugin.name)
-    except Exception as exc:
-        raise cluster.ClusterError(
-            f"the workers could not load the sweep's data and grid: {type(exc).__name__}: "
-            f"{str(exc)[:500]}") from None
-    watch = SchedulerWatch(c, _scheduler_window())
-    summary.worker_threads = watch.sample_threads()
-    slots = max_in_flight or max(4, 3 * summary.worker_threads)
-    bar = _progress_bar(record.n_runs, progress)
-    bar.update(store.count_runs()[0])
-    pending = iter(todo)
-    chunk_of: dict[Any, int] = {}
-    owner = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
-    target = owner if worker_writes else None
-
-    def submit(cid: int) -> Any:
-        chunk = plan.chunk(cid)
-        fut = c.submit(run_chunk, key, chunk, target, retries=2,
-                       key=f"backsweep-{key}-{chunk.start}-{chunk.stop}")
-        chunk_of[fut.key] = cid
-        return fut
-
-    # The token marks the folder as this call's: workers that read it write their chunks
-    # themselves, and nobody (worker or client) writes once it has changed (another sweep
-    # took the folder over with --overwrite).
-    store.token.write_text(owner.token)
-    first_submit = time.perf_counter()
-    running = as_completed([submit(cid) for _, cid in zip(range(slots), pending,
-                                                             strict=False)])
-    watch.start(running.clear)
-    try:
-        for fut in running:
-            cid = chunk_of.pop(fut.key)
-            if watch.lost or c.status != "running":
-                continue  # the scheduler's tasks are gone: nothing more to submit
-            try:
-                result = _result(fut, watch)
-            except Exception as exc:  # e.g. KilledWorker after its retries
-                if watch.lost or c.status != "running" or fut.status == "cancelled":
-                    continue  # lost with the scheduler, not a failure of the chunk
-                summary.failed_chunks[cid] = f"{type(exc).__name__}: {exc}"[:500]
-            else:
-                _store_result(store, cid, result, owner, bar, summary)
-                summary.compute_seconds = time.perf_counter() - first_submit
-            fut.release()
-            nxt = next(pending, None)
-            if nxt is not None:
-                running.add(submit(nxt))
-        verdict = watch.verdict(after_loss=c.status != "running")
-    except BaseException:
-        running.clear()
-        raise
-    finally:
-        watch.stop()
-        bar.close()
-        summary.worker_threads = max(summary.worker_threads, watch.max_threads)
-        _release_token(owner)
-        # Don't leave the sweep's data on a long-lived cluster (teardown drops it).
-        if watch.lost is None:
-            with contextlib.suppress(Exception):
-                c.unregister_worker_plugin(plugin.name)
-    if verdict is not None:
-        # A lost scheduler: nothing to wait for. Closing cancels the client's reconnect
-        # attempts, which distributed logs as an error with a traceback: our message says
-        # what happened instead.
-        quiet = logging.getLogger("distributed.client")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)
-        try:
-            with contextlib.suppress(Exception):
-                c.close(timeout=2)
-        finally:
-            quiet.setLevel(level)
-        done = store.done_chunks(plan.n_windows)
-        raise SchedulerLostError(
-            f"lost the Dask scheduler at {watch.address}: {verdict}. {len(done)} of "
-            f"{plan.n_chunks} chunks are safely on disk in {store.root}; rerun the same "
-            "command against a live cluster to resume (finished chunks are not "
-            "recomputed)")
-
-
-def _result(fut: Any, watch: SchedulerWatch) -> Any:
-    """A finished task's result. Fetching it goes through the scheduler (which worker
-    holds it), so it waits in slices and gives up once the watch says the scheduler is
-    lost: a hung scheduler would otherwise hold the sweep here forever."""
-    while True:
-        try:
-            return fut.result(timeout=1.0)
-        except TimeoutError:
-            if watch.lost:
-                raise SchedulerLostError(watch.lost) from None
-
-
-def _store_result(store: ResultStore, cid: int, result: list[Any], owner: StoreTarget,
-                  bar: Any, summary: SweepSummary) -> None:
-    try:
-        for window, table in enumerate(result):
-            if isinstance(table, int):  # the worker wrote it
-                runs = table
-            else:
-                store.write_chunk(window, cid, table, still_ours=lambda: sees_store(owner))
-                runs = table.num_rows
-            bar.update(runs)
-            summary.runs_computed += runs
-        summary.chunks_run += 1
-    except StoreChangedError as exc:
-        summary.failed_chunks[cid] = f"not written: {exc}"
-
-
-def _release_token(owner: StoreTarget) -> None:
-    """Remove the folder's token if it is still this call's (another call of the same
-    sweep may have taken the folder over since)."""
-    if sees_store(owner):
-        ResultStore(owner.root).token.unlink(missing_ok=True)
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="runs", unit_scale=True, disable=not enabled,
-                smoothing=0.1, dynamic_ncols=True)
-
-
-def _scheduler_window() -> float:
-    """How long the scheduler may be unreachable before the sweep gives up: Dask's
-    ``distributed.comm.timeouts.connect`` (the client's own reconnect window)."""
-    import dask.config
-    from dask.utils import parse_timedelta
-
-    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
-
-
-class SchedulerWatch:
-    """Watches the scheduler from a thread while chunks run. Dask does not survive the
-    loss of its scheduler: the client's futures are cancelled and, when it cannot
-    reconnect, it closes; a hung scheduler (SIGSTOP) or a dropped network goes unnoticed
-    altogether. So every ``interval`` seconds the watch asks the scheduler for its
-    workers' thread counts (also the sweep's ``worker_threads``), and when that gets no
-    answer within ``window`` seconds, or the client has been reconnecting that long or
-    has closed, it calls ``on_lost`` (which stops the sweep's wait for results)."""
-
-    def __init__(self, client: Any, window: float, interval: float = 1.0) -> None:
-        self.client = client
-        self.window = window
-        self.interval = interval
-        self.address = getattr(client.scheduler, "address", "?")
-        self.lost: str | None = None
-        self.max_threads = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._on_lost: Any = None
-
-    def sample_threads(self) -> int:
-        threads = sum(self.client.nthreads().values())
-        self.max_threads = max(self.max_threads, threads)
-        return threads
-
-    def start(self, on_lost: Any) -> None:
-        self._on_lost = on_lost
-        self._thread = threading.Thread(target=self._run, name="backsweep-scheduler-watch",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def verdict(self, after_loss: bool) -> str | None:
-        """Why the scheduler counts as lost (None: it does not). With ``after_loss`` (the
-        client saw its connection drop) wait until the watch decides, at most the window."""
-        if after_loss and self.lost is None:
-            deadline = time.monotonic() + self.window + 5
-            while self.lost is None and time.monotonic() < deadline:
-                if self.client.status == "running":
-                    self._lose("the connection dropped mid-sweep and the scheduler's tasks "
-                               "were cancelled")
-                time.sleep(0.1)
-        return self.lost
-
-    def _lose(self, why: str) -> None:
-        if self.lost is None:
-            self.lost = why
-            if self._on_lost is not None:
-                self._on_lost()
-
-    def _run(self) -> None:
-        connecting_since: float | None = None
-        while not self._stop.wait(self.interval):
-            status = self.client.status
-            if status in ("closing", "closed"):
-                self._lose(f"the client could not reconnect within {self.window:g} s and "
-                           "closed")
-                return
-            if status == "connecting":
-                connecting_since = connecting_since or time.monotonic()
-                if time.monotonic() - connecting_since > self.window:
-                    self._lose(f"it was unreachable for {self.window:g} s")
-                    return
-                continue
-            connecting_since = None
-            try:
-                threads = self.client.sync(self.client.scheduler.ncores_running,
-                                           callback_timeout=self.window)
-            except TimeoutError:
-                self._lose(f"it did not answer for {self.window:g} s (hung, or the network "
-                           "dropped)")
-                return
-            except Exception:
-                continue  # the connection is dropping: the status says what happens next
-            self.max_threads = max(self.max_threads, sum(threads.values()))

@@ -2,9 +2,9 @@
 
 One row a run. Every column list in the sweep layer is derived from here: the key columns,
 one column per parameter (a grid axis), one per metric (``engine.METRIC_NAMES``), the PBO
-block columns, the search's ``trial`` number and ``error``. On disk the table is a
-hive-partitioned Parquet dataset ``runs/window=K/part-NNNNNNN.parquet`` (``window`` comes
-from the folder name).
+block columns, an adaptive search's ``trial`` number and ``pruned`` flag, and ``error``. On
+disk the table is a hive-partitioned Parquet dataset ``runs/window=K/part-NNNNNNN.parquet``
+(``window`` comes from the folder name).
 
 Example:
     >>> from sweep.schema import is_param_column
@@ -31,6 +31,7 @@ __all__ = [
     "ERROR",
     "KEY_COLUMNS",
     "PART_GLOB",
+    "PRUNED",
     "TRIAL",
     "DamagedFileError",
     "RunsSchema",
@@ -46,12 +47,15 @@ KEY_COLUMNS = ("run_id", "chunk_id", "strategy", "window", "window_start", "wind
 """Columns that identify a run (``window`` is the hive partition, not stored in a file)."""
 TRIAL = "trial"
 """An adaptive search's trial number (absent from grid sweeps)."""
+PRUNED = "pruned"
+"""True on every row of a search trial that pruning stopped early (absent from grid
+sweeps); such a trial has rows only in the windows it was evaluated on."""
 BLOCK_COLUMNS = ("block_sum", "block_sumsq", "block_n")
 """Per-run, per-block return statistics for PBO (see sweep.overfit)."""
 ERROR = "error"
 """Null when the run succeeded, else why it failed."""
 
-_NOT_PARAMS = frozenset({*KEY_COLUMNS, TRIAL, *BLOCK_COLUMNS, ERROR, *METRIC_NAMES,
+_NOT_PARAMS = frozenset({*KEY_COLUMNS, TRIAL, PRUNED, *BLOCK_COLUMNS, ERROR, *METRIC_NAMES,
                          "run"})  # "run": sweep.evaluate's row number
 PART_GLOB = "window=*/part-*.parquet"
 _PART = re.compile(r"^part-(\d+)\.parquet$")
@@ -74,7 +78,7 @@ class RunsSchema:
     """The columns of one sweep's runs files, in order, with their polars types.
 
     ``params``: (name, dtype) of every grid axis; ``blocks``: PBO blocks a run (0 = no
-    block columns); ``trial``: whether runs carry a search trial number.
+    block columns); ``trial``: whether runs carry a search's trial number and pruned flag.
 
     Example:
         >>> s = RunsSchema((("fast", pl.Int64),), blocks=0)
@@ -95,7 +99,7 @@ class RunsSchema:
             ("combo", pl.Int64),
         ]
         if self.trial:
-            cols.append((TRIAL, pl.Int64))
+            cols += [(TRIAL, pl.Int64), (PRUNED, pl.Boolean)]
         cols += list(self.params)
         cols += [(m, pl.Float64) for m in METRIC_NAMES]
         if self.blocks:

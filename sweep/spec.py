@@ -28,6 +28,7 @@ from engine.metrics import bars_per_year
 from strategies import Strategy, StrategyError
 from sweep.grid import Grid, GridError, engine_values, strategy_columns
 from sweep.schema import RunsSchema
+from sweep.search.config import SearchError, is_search, resolve_search
 from sweep.select import SELECTION_KEYS, Selection, SelectionError
 from sweep.windows import (
     Fold,
@@ -45,7 +46,7 @@ __all__ = ["DEFAULT_PBO_BLOCKS", "ResolvedSweep", "SpecError", "SweepSpec",
 
 _TOP_KEYS = {
     "name", "strategy", "data", "constraints", "engine", "grid", "windows", "samples", "seed",
-    "walk_forward", "description", "pbo_blocks", "modules",
+    "walk_forward", "description", "pbo_blocks", "modules", "search",
 }
 _DATA_KEYS = {"source", "adjust", "features"}
 _WF_KEYS = {"train", "test", "step", "anchored", "purge", *SELECTION_KEYS}
@@ -113,6 +114,7 @@ class SweepSpec:
     walk_forward: Mapping[str, Any] | None = None
     pbo_blocks: int = DEFAULT_PBO_BLOCKS  # blocks of per-run return stats for PBO (0 = none)
     modules: tuple[str, ...] = ()  # user strategy files / modules, imported before resolving
+    search: Mapping[str, Any] | None = None  # [search]: an adaptive search (sweep.search)
     source: str | None = None  # where the spec came from, for error messages
 
     # ----------------------------------------------------------------- loading
@@ -170,7 +172,7 @@ class SweepSpec:
         if not isinstance(modules, list | tuple) or not all(isinstance(m, str)
                                                             for m in modules):
             raise SpecError(f"{where}'modules' must be a list of .py paths or module names")
-        for key in ("windows", "walk_forward"):
+        for key in ("windows", "walk_forward", "search"):
             if raw.get(key) is not None and not isinstance(raw[key], Mapping):
                 raise SpecError(f"{where}[{key}] must be a table")
         if raw.get("windows") is not None and raw.get("walk_forward"):
@@ -182,6 +184,7 @@ class SweepSpec:
             windows=dict(raw["windows"]) if raw.get("windows") is not None else None,
             samples=samples, seed=seed, pbo_blocks=blocks, modules=tuple(modules),
             walk_forward=dict(raw["walk_forward"]) if raw.get("walk_forward") else None,
+            search=dict(raw["search"]) if raw.get("search") is not None else None,
             source=source,
         )
 
@@ -198,6 +201,8 @@ class SweepSpec:
             out["modules"] = list(self.modules)
         if self.walk_forward is not None:
             out["walk_forward"] = _plain(self.walk_forward)
+        if is_search(self.search):  # method "grid" is the sweep without the table
+            out["search"] = _plain(self.search)
         return out
 
     @property
@@ -208,6 +213,8 @@ class SweepSpec:
         if "walk_forward" in content:
             content["walk_forward"] = {k: v for k, v in content["walk_forward"].items()
                                        if k not in SELECTION_KEYS}
+        if "search" in content:  # more trials continue the same search
+            content["search"] = {k: v for k, v in content["search"].items() if k != "trials"}
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
@@ -267,6 +274,12 @@ class SweepSpec:
         except (WindowError, SelectionError) as exc:
             table = "walk_forward" if self.walk_forward else "windows"
             raise SpecError(f"{where}[{table}] {exc}") from None
+        try:
+            search, selection = resolve_search(
+                self.search, seed=self.seed, samples=self.samples, grid_size=grid.size,
+                n_windows=len(windows), selection=selection, walk_forward=folds is not None)
+        except SearchError as exc:
+            raise SpecError(f"{where}[search] {exc}") from None
         combos = _combos(grid, self.samples, self.seed)
         if (combos is not None and combos.size == 0) or (combos is None and _empty(grid)):
             raise SpecError(
@@ -285,7 +298,8 @@ class SweepSpec:
             except Exception:
                 pass  # not a bad parameter: such runs fail one by one and are recorded
         return ResolvedSweep(self, strategy, config, grid, panel, tuple(windows),
-                             None if folds is None else tuple(folds), combos, selection)
+                             None if folds is None else tuple(folds), combos, selection,
+                             search=search)
 
 
 def _check_folds(folds: list[Fold], raw: Mapping[str, Any], panel: Panel) -> None:
@@ -317,6 +331,7 @@ class ResolvedSweep:
     combos: np.ndarray | None  # sampled combination indices (sorted); None = whole grid
     selection: Selection  # how the best run of a window is chosen (overfit summary, WF)
     market: Any = None  # per-bar benchmark / risk-free series for the engine (None: none)
+    search: Any = None  # a sweep.search.SearchConfig: an adaptive search (None: the grid)
 
     @property
     def market_inputs(self) -> dict[str, Any]:
@@ -330,7 +345,10 @@ class ResolvedSweep:
 
     @cached_property
     def n_runs(self) -> int:
-        """Runs after constraints, over all windows (exact; counts block by block)."""
+        """Runs after constraints, over all windows (exact; counts block by block); for a
+        search, its trials on every window (pruned trials run on fewer)."""
+        if self.search is not None:
+            return self.search.trials * len(self.windows)
         if self.combos is not None:
             return int(self.combos.size) * len(self.windows)
         valid = 0
@@ -343,7 +361,8 @@ class ResolvedSweep:
     def schema(self) -> RunsSchema:
         """The columns of this sweep's runs files."""
         params = self.grid.block(0, 0).drop("combo").schema
-        return RunsSchema(tuple(params.items()), self.spec.pbo_blocks)
+        return RunsSchema(tuple(params.items()), self.spec.pbo_blocks,
+                          trial=self.search is not None)
 
     def combos_table(self, start: int, stop: int) -> pl.DataFrame:
         """Grid rows for combination positions ``start .. stop-1`` (constraints applied)."""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,14 +28,16 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from engine import METRIC_NAMES, Panel
 from sweep.evaluate import evaluate_windows
 from sweep.grid import ENGINE_AXES, strategy_columns
-from sweep.plan import Chunk
-from sweep.schema import BLOCK_COLUMNS, ERROR
+from sweep.plan import Chunk, TrialChunk
+from sweep.schema import BLOCK_COLUMNS, ERROR, PRUNED, TRIAL
+from sweep.search.objective import run_values
 from sweep.spec import ResolvedSweep, SweepSpec
 from sweep.store import TOKEN_NAME, ResultStore, StoreChangedError
 from sweep.windows import Window
 
 __all__ = [
-    "StoreTarget", "SweepContextPlugin", "chunk_tables", "context", "run_chunk", "sees_store",
+    "StoreTarget", "SweepContextPlugin", "TrialResult", "chunk_tables", "context", "run_chunk",
+    "sees_store", "trial_tables",
 ]
 
 _CONTEXTS: dict[str, ResolvedSweep] = {}  # per worker process, by sweep key
@@ -114,14 +117,29 @@ def sees_store(target: StoreTarget) -> bool:
         return False
 
 
-def run_chunk(key: str, chunk: Chunk, target: StoreTarget | None = None
-              ) -> list[pa.Table] | list[int]:
+@dataclass(frozen=True)
+class TrialResult:
+    """One window of a :class:`~sweep.plan.TrialChunk`: the window's index, its rows (an
+    Arrow table for the client to write, or how many rows the worker wrote), each run's
+    value for the search (in the chunk's order) and the seconds the chunk took."""
+
+    window: int
+    rows: pa.Table | int
+    values: np.ndarray
+    seconds: float = 0.0
+
+
+def run_chunk(key: str, chunk: Chunk | TrialChunk, target: StoreTarget | None = None
+              ) -> list[pa.Table] | list[int] | list[TrialResult]:
     """Evaluate one chunk on every window. If the worker sees the client's store
     (``target``), it writes the chunk's files itself, atomically, and returns the number
     of runs a window: results then never travel through the client, whose one process
     would otherwise cap the runs/s of a large cluster. Otherwise it returns one table a
     window, in window order, for the client to write. A run that raises is recorded with
-    its error, not lost."""
+    its error, not lost. A search's :class:`~sweep.plan.TrialChunk` returns one
+    :class:`TrialResult` a window it ran on."""
+    if isinstance(chunk, TrialChunk):
+        return _run_trials(key, chunk, None if chunk.hold else target)
     tables = chunk_tables(key, chunk)
     if target is not None and sees_store(target):
         store = ResultStore(target.root)
@@ -135,32 +153,79 @@ def run_chunk(key: str, chunk: Chunk, target: StoreTarget | None = None
     return tables
 
 
+def _run_trials(key: str, chunk: TrialChunk, target: StoreTarget | None
+                ) -> list[TrialResult]:
+    started = time.perf_counter()
+    frames = trial_tables(key, chunk)
+    seconds = time.perf_counter() - started
+    out = [TrialResult(w, table, values, seconds) for w, table, values in frames]
+    if target is not None and sees_store(target):
+        store = ResultStore(target.root)
+        try:
+            for w, table, _ in frames:
+                store.write_chunk(w, chunk.chunk_id, table,
+                                  still_ours=lambda: sees_store(target))
+        except StoreChangedError:
+            return out  # the client has gone or moved on; it decides what to keep
+        seconds = time.perf_counter() - started
+        return [TrialResult(w, table.num_rows, values, seconds)
+                for w, table, values in frames]
+    return out
+
+
 def chunk_tables(key: str, chunk: Chunk) -> list[pa.Table]:
     """The result tables of one chunk, one a window, in window order."""
     resolved = context(key)
     table, prepared = _segment_slice(key, resolved, chunk)
-    frames, errors = _evaluate_isolating_errors(resolved, table, prepared)
-    n = table.height
+    frames, errors = _evaluate_isolating_errors(resolved, table, prepared, resolved.windows)
     schema = resolved.schema.arrow
+    return [_runs_frame(resolved, table, w, metrics, err, chunk.chunk_id)
+            .to_arrow().select(schema.names).cast(schema)
+            for w, metrics, err in zip(resolved.windows, frames, errors, strict=True)]
+
+
+def trial_tables(key: str, chunk: TrialChunk) -> list[tuple[int, pa.Table, np.ndarray]]:
+    """A search chunk's runs: (window index, its table, each run's value) a window, in
+    the chunk's window order; rows in the chunk's trial order, not yet pruned."""
+    resolved = context(key)
+    table = resolved.grid.take(np.asarray(chunk.combos, dtype=np.int64))
+    if table.height != chunk.size:
+        raise RuntimeError(f"chunk {chunk.chunk_id}: {chunk.size - table.height} of its "
+                           "combinations break the grid's constraints")
+    windows = [resolved.windows[w] for w in chunk.windows]
+    frames, errors = _evaluate_isolating_errors(resolved, table, None, windows)
+    schema = resolved.schema.arrow
+    extra = {TRIAL: pl.Series(TRIAL, chunk.trials, dtype=pl.Int64),
+             PRUNED: pl.Series(PRUNED, [False] * chunk.size, dtype=pl.Boolean)}
     out = []
-    for w, metrics in zip(resolved.windows, frames, strict=True):
-        frame = pl.concat(
-            [
-                pl.DataFrame({
-                    "run_id": run_ids(resolved, table, w),
-                    "chunk_id": np.full(n, chunk.chunk_id, dtype=np.int64),
-                    "strategy": [resolved.strategy.name] * n,
-                    "window_start": np.repeat(w.start, n),
-                    "window_end": np.repeat(w.end, n),
-                }),
-                table,
-                metrics,
-                pl.DataFrame({ERROR: pl.Series(errors[w.index], dtype=pl.String)}),
-            ],
-            how="horizontal",
-        )
-        out.append(frame.to_arrow().select(schema.names).cast(schema))
+    for w, metrics, err in zip(windows, frames, errors, strict=True):
+        frame = _runs_frame(resolved, table, w, metrics, err, chunk.chunk_id, extra)
+        out.append((w.index, frame.to_arrow().select(schema.names).cast(schema),
+                    run_values(frame, chunk.objective, chunk.filters)))
     return out
+
+
+def _runs_frame(resolved: ResolvedSweep, table: pl.DataFrame, w: Window,
+                metrics: pl.DataFrame, errors: list[str | None], chunk_id: int,
+                extra: dict[str, pl.Series] | None = None) -> pl.DataFrame:
+    """One window's rows: the key columns, the grid rows, the metrics and the errors."""
+    n = table.height
+    return pl.concat(
+        [
+            pl.DataFrame({
+                "run_id": run_ids(resolved, table, w),
+                "chunk_id": np.full(n, chunk_id, dtype=np.int64),
+                "strategy": [resolved.strategy.name] * n,
+                "window_start": np.repeat(w.start, n),
+                "window_end": np.repeat(w.end, n),
+                **(extra or {}),
+            }),
+            table,
+            metrics,
+            pl.DataFrame({ERROR: pl.Series(errors, dtype=pl.String)}),
+        ],
+        how="horizontal",
+    )
 
 
 # Per sweep, this worker's last prepared segment (see sweep.plan): (segment bounds, grid
@@ -223,14 +288,15 @@ def _distinct(columns: dict[str, np.ndarray]) -> int:
 
 
 def _evaluate_isolating_errors(resolved: ResolvedSweep, table: pl.DataFrame,
-                               prepared: tuple[np.ndarray, np.ndarray] | None
+                               prepared: tuple[np.ndarray, np.ndarray] | None,
+                               windows: Sequence[Window]
                                ) -> tuple[list[pl.DataFrame], list[list[str | None]]]:
-    """Metrics and errors per window. When the block raises, its runs are evaluated one
-    by one, and a run that raises on all its windows at once one window at a time: a run
-    fails only in the windows where it fails (e.g. shorts in one of them)."""
+    """Metrics and errors per window (of ``windows``, in their order). When the block
+    raises, its runs are evaluated one by one, and a run that raises on all its windows at
+    once one window at a time: a run fails only in the windows where it fails (e.g. shorts
+    in one of them)."""
     panel, strategy, config = resolved.panel, resolved.strategy, resolved.config
     blocks = resolved.spec.pbo_blocks
-    windows = resolved.windows
     W = len(windows)
     try:
         return (evaluate_windows(panel, strategy, table, config, windows, blocks=blocks,

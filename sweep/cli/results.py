@@ -87,6 +87,10 @@ def show(results: Path, top: int, metric: str, fmt: str) -> None:
     failed = runs.filter(pl.col("error").is_not_null()).select(pl.len()).collect().item()
     if failed:
         click.echo(f"{failed} run(s) failed; see their 'error' column")
+    if record.search is not None:  # an adaptive search: what it ran, how it converged
+        from sweep.search import convergence_lines
+
+        click.echo("\n".join(convergence_lines(record.search, runs)))
     if record.overfit:
         click.echo(overfit_lines(record))
 

@@ -1,7 +1,7 @@
-"""The report's chart sections: walk-forward, the top runs' equity, parameter heatmaps and
-metric distributions. Each function takes the :class:`~sweep.report.load.ReportData` and
-returns an HTML fragment ("" when it has nothing to show); the drawing is
-:mod:`sweep.report.charts`.
+"""The report's chart sections: walk-forward, the top runs' equity, an adaptive search's
+convergence, parameter heatmaps and metric distributions. Each function takes the
+:class:`~sweep.report.load.ReportData` and returns an HTML fragment ("" when it has
+nothing to show); the drawing is :mod:`sweep.report.charts`.
 
 "The two most important parameters" of the heatmaps: among the grid axes with two or more
 values (numeric axes preferred; a categorical one is used only when fewer than two numeric
@@ -25,8 +25,8 @@ from sweep.report.charts.scales import epoch_ms, ms_datetime
 from sweep.report.format import esc, fmt_date, fmt_metric, fmt_value
 from sweep.report.load import Curve, ReportData
 
-__all__ = ["HIST_METRICS", "MAX_AXIS_CELLS", "MAX_WINDOW_PANELS", "Axis", "distributions",
-           "heatmaps", "pick_axes", "top_equity", "walk_forward"]
+__all__ = ["HIST_METRICS", "MAX_AXIS_CELLS", "MAX_WINDOW_PANELS", "Axis", "convergence",
+           "distributions", "heatmaps", "pick_axes", "top_equity", "walk_forward"]
 
 HIST_METRICS = ("sharpe", "total_return", "max_drawdown")
 MAX_AXIS_CELLS = 30  # an axis with more distinct values is binned into this many bins
@@ -147,6 +147,53 @@ def top_equity(d: ReportData, curves: Sequence[Curve]) -> str:
             + '<div class="scroll"><table id="top-equity-table" class="data">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
             "</section>")
+
+
+# ------------------------------------------------------------------ search convergence
+def convergence(d: ReportData) -> str:
+    """An adaptive search's best value against its trials (one line a study: a
+    walk-forward's folds), from the stored runs (sweep.search.objective.trial_values)."""
+    from engine.metrics import LOWER_IS_BETTER
+    from sweep.search.objective import trial_values
+
+    s = d.record.search
+    if s is None or not s.studies:
+        return ""
+    table = trial_values(d.runs, s)
+    if table.height == 0:
+        return ""
+    several = len(s.studies) > 1
+    series = []
+    for st in s.studies:
+        rows = table.filter(pl.col("study") == st.study)
+        label = f"fold {st.study}" if several else s.method
+        series.append(charts.Convergence(label, rows["trial"].to_numpy(),
+                                         rows["value"].to_numpy(),
+                                         s.objective in LOWER_IS_BETTER))
+    n_pruned = int((table["state"] == "pruned").sum())
+    n_failed = int((table["state"] == "failed").sum())
+    what = "window" if s.settings.get("objective_window") is not None else "mean over the windows"
+    value = (f"its {esc(s.objective)} in window {s.settings['objective_window']}"
+             if s.settings.get("objective_window") is not None
+             else f"its {esc(s.objective)}" + ("" if len(d.record.windows) < 2 or several
+                                              else f" ({what})"))
+    notes = [f"{s.method} search ({esc(s.settings.get('sampler', ''))}, seed "
+             f"{esc(s.settings.get('seed'))}, batch {esc(s.settings.get('batch'))}): "
+             f"{s.n_trials} trials, each a parameter set run once; a trial's value is "
+             f"{value}."]
+    if s.n_repeats or s.n_rejected:
+        notes.append(f"Of {s.n_proposals} proposals, {s.n_repeats} repeated a trial (its "
+                     f"stored result was reused) and {s.n_rejected} broke the constraints "
+                     "(never run).")
+    if n_pruned or n_failed:
+        notes.append(f"{n_pruned} trials were pruned and {n_failed} failed: no dot.")
+    if s.sampler_ms is not None:
+        notes.append(f"Sampler time {s.sampler_ms:.2f} ms a proposal"
+                     + (f", runs {s.run_ms:.2f} ms of worker time each." if s.run_ms
+                        else "."))
+    chart = charts.convergence_chart(series, metric=s.objective)
+    return ('<section id="convergence"><h2>Search convergence</h2>'
+            f'<p class="muted">{" ".join(notes)}</p>{chart.figure()}</section>')
 
 
 # ------------------------------------------------------------------ heatmaps

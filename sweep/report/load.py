@@ -22,7 +22,7 @@ import polars as pl
 from engine import METRIC_NAMES, EngineConfig
 from sweep.record import RecordError, SweepRecord
 from sweep.report.format import fmt_value
-from sweep.schema import ERROR, DamagedFileError, param_columns, scan_runs
+from sweep.schema import ERROR, PRUNED, TRIAL, DamagedFileError, param_columns, scan_runs
 from sweep.select import Selection, select_best
 from sweep.store import RECORD_NAME, WALK_FORWARD_FILES
 
@@ -52,10 +52,11 @@ class Curve(NamedTuple):
 
 @dataclass
 class ReportData:
-    """A results folder, read once. ``runs``: every run (run_id, window, the parameters,
-    the metrics, error); ``ok``: the successful ones with non-finite metric values as
-    null (what the distributions and heatmaps draw); ``errors``: the most frequent error
-    messages with their counts; ``folds``/``oos``: ``folds.parquet`` and
+    """A results folder, read once. ``runs``: every run (run_id, window, combo, an
+    adaptive search's trial and pruned columns, the parameters, the metrics, error);
+    ``ok``: the successful ones with non-finite metric values as null (what the
+    distributions and heatmaps draw); ``errors``: the most frequent error messages with
+    their counts; ``folds``/``oos``: ``folds.parquet`` and
     ``oos_equity.parquet`` of a walk-forward; ``notes``: what could not be read."""
 
     root: Path
@@ -117,8 +118,8 @@ def load(root: str | os.PathLike[str], metric: str = "sharpe") -> ReportData:
                           "run the sweep first") from None
     metrics = [m for m in METRIC_NAMES if m in names]
     params = param_columns(names)
-    cols = ["run_id", "window", *(["combo"] if "combo" in names else []), *params,
-            *metrics, ERROR]
+    search = [c for c in ("combo", TRIAL, PRUNED) if c in names]  # an adaptive search's
+    cols = ["run_id", "window", *search, *params, *metrics, ERROR]
     try:
         runs = lf.select(cols).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:

@@ -22,7 +22,8 @@ __all__ = ["TOP_N", "render_report", "write_report"]
 
 TOP_N = 20
 _TOC = (("verdicts", "Overfitting checks"), ("walk-forward", "Walk-forward"),
-        ("top-equity", "Top runs' equity"), ("heatmaps", "Parameter heatmaps"),
+        ("top-equity", "Top runs' equity"), ("convergence", "Search convergence"),
+        ("heatmaps", "Parameter heatmaps"),
         ("distributions", "Distributions"), ("top-runs", "Top runs"), ("details", "Details"))
 
 
@@ -46,7 +47,8 @@ def render_report(results_dir: str | os.PathLike[str], *, metric: str = "sharpe"
 def render_page(d: ReportData, *, top: int = TOP_N, curves: Sequence[Curve] = ()) -> str:
     """The page of already loaded data."""
     parts = [sections.header(d), sections.verdicts(d), figures.walk_forward(d),
-             figures.top_equity(d, curves), figures.heatmaps(d), figures.distributions(d),
+             figures.top_equity(d, curves), figures.convergence(d), figures.heatmaps(d),
+             figures.distributions(d),
              sections.top_runs(d, top), sections.details(d)]
     parts = [p for p in parts if p]
     nav = " ".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in _TOC

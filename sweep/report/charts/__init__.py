@@ -5,7 +5,8 @@ the report inlines in its page and Jupyter shows inline (``_repr_svg_``/``_repr_
 * :func:`histogram`,
 * :func:`line_chart` (equity curves; walk-forward fold bands as :class:`Band`),
 * :func:`drawdown_chart` (the underwater curve),
-* :func:`grouped_bars` and :func:`fold_bars` (in-sample vs out-of-sample per fold).
+* :func:`grouped_bars` and :func:`fold_bars` (in-sample vs out-of-sample per fold),
+* :func:`convergence_chart` (an adaptive search's best value against its trials).
 
 ``sweep.analysis`` draws these from a runs table (``analysis.heatmap_chart`` ...).
 
@@ -18,6 +19,7 @@ Example:
 """
 
 from sweep.report.charts.bars import fold_bars, grouped_bars, histogram
+from sweep.report.charts.convergence import Convergence, convergence_chart
 from sweep.report.charts.heatmap import colour_legend, heatmap
 from sweep.report.charts.lines import Band, Line, drawdown_chart, drawdown_series, line_chart
 from sweep.report.charts.scales import PALETTE, ColorScale
@@ -28,8 +30,10 @@ __all__ = [
     "Band",
     "Chart",
     "ColorScale",
+    "Convergence",
     "Line",
     "colour_legend",
+    "convergence_chart",
     "drawdown_chart",
     "drawdown_series",
     "fold_bars",
