@@ -231,12 +231,14 @@ class SweepSpec:
         return isinstance(self.data, str) and self.data.startswith("synthetic")
 
     # ---------------------------------------------------------- validation
-    def resolve(self, panel: Panel | None = None, *, load_modules: bool = True
-                ) -> ResolvedSweep:
+    def resolve(self, panel: Panel | None = None, *, load_modules: bool = True,
+                series: Mapping[str, np.ndarray] | None = None) -> ResolvedSweep:
         """Check everything (strategy, grid, engine, data, windows) and load the data.
 
         ``modules`` are imported first (so their strategies register) unless
         ``load_modules`` is False (on workers, where cluster.prepare ships them).
+        ``series``: the benchmark / risk-free arrays already loaded from their files (a
+        worker gets them with the data instead of reading the files).
         Raises SpecError naming the problem; nothing has been computed or written then.
         """
         where = f"{self.source}: " if self.source else ""
@@ -249,8 +251,9 @@ class SweepSpec:
             strategy = strategies.get(self.strategy)
         except StrategyError as exc:
             raise SpecError(f"{where}{exc}") from None
+        engine_table, files = _series_files(engine_values(self.engine))
         try:
-            config = EngineConfig.from_dict(engine_values(self.engine))
+            config = EngineConfig.from_dict(engine_table)
         except (ValueError, TypeError) as exc:
             raise SpecError(f"{where}[engine] {exc}") from None
         try:
@@ -260,6 +263,9 @@ class SweepSpec:
         if panel is None:
             panel = _load_data(self.data, where)
         rate = bars_per_year(panel.timestamps, config.periods_per_year)
+        if series is None:
+            series = {k: _read_series(f, panel, where) for k, f in files.items()}
+        market = _market(panel, config, series, where)
         folds = None
         selection = Selection()
         try:
@@ -299,7 +305,7 @@ class SweepSpec:
                 pass  # not a bad parameter: such runs fail one by one and are recorded
         return ResolvedSweep(self, strategy, config, grid, panel, tuple(windows),
                              None if folds is None else tuple(folds), combos, selection,
-                             search=search)
+                             search=search, market=market, series=dict(series))
 
 
 def _check_folds(folds: list[Fold], raw: Mapping[str, Any], panel: Panel) -> None:
@@ -330,13 +336,25 @@ class ResolvedSweep:
     folds: tuple[Fold, ...] | None  # walk-forward: windows are the folds' train windows
     combos: np.ndarray | None  # sampled combination indices (sorted); None = whole grid
     selection: Selection  # how the best run of a window is chosen (overfit summary, WF)
-    market: Any = None  # per-bar benchmark / risk-free series for the engine (None: none)
     search: Any = None  # a sweep.search.SearchConfig: an adaptive search (None: the grid)
+    market: Any = None  # engine.MarketSeries: per-bar benchmark returns and risk-free rates
+    series: Mapping[str, np.ndarray] = field(default_factory=dict)  # from files, by kwarg
 
     @property
-    def market_inputs(self) -> dict[str, Any]:
-        """The market series as ``run_backtest`` takes them (none yet)."""
-        return {}
+    def market_inputs(self) -> dict[str, np.ndarray]:
+        """The series read from files, as ``run_backtest`` takes them (``benchmark_prices``,
+        ``risk_free``): what a replayed run needs to give the stored metrics."""
+        return dict(self.series)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The data's identity: the panel's fingerprint, and the series read from files."""
+        if not self.series:
+            return self.panel.fingerprint
+        h = hashlib.blake2b(self.panel.fingerprint.encode(), digest_size=16)
+        for name in sorted(self.series):
+            h.update(name.encode() + np.ascontiguousarray(self.series[name]).tobytes())
+        return h.hexdigest()
 
     @property
     def n_combos(self) -> int:
@@ -371,6 +389,51 @@ class ResolvedSweep:
         return self.grid.take(self.combos[start:stop])
 
 
+# [engine] keys that may name a series file (or a table {file, column, scale}) rather than
+# a value: the benchmark's prices, annual risk-free rates. The engine takes them as
+# arrays aligned to the panel (run_backtest's keyword of the same meaning).
+_SERIES_KEYS = {"benchmark": "benchmark_prices", "risk_free": "risk_free"}
+_FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, Mapping) or (isinstance(value, str) and (
+        value.lower().endswith(_FILE_SUFFIXES) or "/" in value or "\\" in value))
+
+
+def _series_files(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The [engine] table without its series files, and those files by run_backtest's
+    keyword (a path, or a table {file, column, scale})."""
+    rest = {k: v for k, v in table.items() if not (k in _SERIES_KEYS and _is_file(v))}
+    files = {_SERIES_KEYS[k]: v for k, v in table.items() if k in _SERIES_KEYS and _is_file(v)}
+    return rest, files
+
+
+def _read_series(spec: Any, panel: Panel, where: str) -> np.ndarray:
+    from engine import load_series
+
+    options = dict(spec) if isinstance(spec, Mapping) else {"file": spec}
+    unknown = sorted(set(options) - {"file", "column", "scale"})
+    if unknown or "file" not in options:
+        raise SpecError(f"{where}[engine] a series is a file path or a table {{file, "
+                        f"column, scale}}, got {spec!r}")
+    path = options.pop("file")
+    try:
+        return load_series(path, panel.timestamps, **options)
+    except (ValueError, OSError) as exc:
+        raise SpecError(f"{where}[engine] series {path!r}: {exc}") from None
+
+
+def _market(panel: Panel, config: EngineConfig, series: Mapping[str, np.ndarray],
+            where: str) -> Any:
+    from engine import market_series
+
+    try:
+        return market_series(panel, config, **series)
+    except ValueError as exc:
+        raise SpecError(f"{where}[engine] {exc}") from None
+
+
 def _relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """File paths of a TOML config (data, features, modules) made relative to its
     folder; data strings with a scheme ("synthetic:", "sample:", "s3://") stay."""
@@ -388,6 +451,12 @@ def _relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     elif isinstance(data, Mapping):
         raw["data"] = {k: path(v) if k in ("source", "features") else v
                        for k, v in data.items()}
+    engine = raw.get("engine")
+    if isinstance(engine, Mapping):
+        raw["engine"] = {k: (path(v) if isinstance(v, str) and _is_file(v) else
+                             {**v, "file": path(v["file"])} if isinstance(v, Mapping)
+                             and isinstance(v.get("file"), str) else v)
+                         if k in _SERIES_KEYS else v for k, v in engine.items()}
     modules = raw.get("modules")
     if isinstance(modules, list):
         raw["modules"] = [path(m) if isinstance(m, str) and m.endswith(".py") else m
