@@ -51,6 +51,7 @@ class GridWork:
         self.max_in_flight = max_in_flight
         self.owner: StoreTarget | None = None
         self.bar: Any = None
+        self.slots = 0
 
     def progress_bar(self, enabled: bool) -> Any:
         self.bar = _progress_bar(self.total, enabled)
@@ -58,8 +59,15 @@ class GridWork:
         return self.bar
 
     def first(self, threads: int) -> list[Chunk]:
+        self.slots = 0
+        return self.grow(threads)
+
+    def grow(self, threads: int) -> list[Chunk]:
+        """More chunks in flight when the cluster has more threads than before (workers
+        that join after the start, as a batch system's do): about three a thread."""
         slots = self.max_in_flight or max(4, 3 * threads)
-        return [self.plan.chunk(cid) for _, cid in zip(range(slots), self.pending,
+        extra, self.slots = max(0, slots - self.slots), max(self.slots, slots)
+        return [self.plan.chunk(cid) for _, cid in zip(range(extra), self.pending,
                                                        strict=False)]
 
     def _next(self) -> list[Chunk]:
@@ -85,7 +93,7 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
 
     # One context per call: a concurrent sweep of the same spec (maybe cut into other
     # chunks) never shares its tasks or its context, and unregistering it is safe.
-    key = f"{resolved.spec.digest}-{resolved.panel.fingerprint[:8]}-{uuid.uuid4().hex[:8]}"
+    key = f"{resolved.spec.digest}-{resolved.fingerprint[:8]}-{uuid.uuid4().hex[:8]}"
     if c.dashboard_link:
         logger.info("dashboard: %s", c.dashboard_link)
     # Same package versions everywhere, single-threaded warmed-up Numba, and the spec's
@@ -97,8 +105,8 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
         c.register_plugin(plugin, name=plugin.name)
     except Exception as exc:
         raise cluster.ClusterError(
-            f"the workers could not load the sweep's data and grid: {type(exc).__name__}: "
-            f"{str(exc)[:500]}") from None
+            f"the workers could not load the sweep's data and grid: {str(exc)[:600]}"
+        ) from None
     watch = SchedulerWatch(c, _scheduler_window())
     summary.worker_threads = watch.sample_threads()
     bar = work.progress_bar(progress)
@@ -118,7 +126,8 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
     # took the folder over with --overwrite).
     store.token.write_text(owner.token)
     first_submit = time.perf_counter()
-    running = as_completed([submit(chunk) for chunk in work.first(summary.worker_threads)])
+    threads = summary.worker_threads
+    running = as_completed([submit(chunk) for chunk in work.first(threads)])
     watch.start(running.clear)
     try:
         for fut in running:
@@ -135,6 +144,9 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
                 nxt = work.collect(chunk, result)
                 summary.compute_seconds = time.perf_counter() - first_submit
             fut.release()
+            if watch.max_threads > threads and hasattr(work, "grow"):
+                threads = watch.max_threads  # workers joined: fill their slots too
+                nxt = [*nxt, *work.grow(threads)]
             for chunk in nxt:
                 running.add(submit(chunk))
         verdict = watch.verdict(after_loss=c.status != "running")
@@ -144,6 +156,9 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
     finally:
         watch.stop()
         bar.close()
+        if watch.lost is None:  # the workers that ran the last chunks are still there
+            with contextlib.suppress(Exception):
+                watch.sample_threads()
         summary.worker_threads = max(summary.worker_threads, watch.max_threads)
         _release_token(owner)
         # Don't leave the sweep's data on a long-lived cluster (teardown drops it).

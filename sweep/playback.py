@@ -69,10 +69,10 @@ def _context(results_dir: str | os.PathLike[str]) -> _Context:
         resolved = spec.resolve()
     except SpecError as exc:
         raise ReplayError(f"{root}: the sweep cannot be rebuilt: {exc}") from None
-    if resolved.panel.fingerprint != record.fingerprint:
+    if resolved.fingerprint != record.fingerprint:
         raise ReplayError(
             f"{root}: the data {spec.data_source!r} differs from the data the sweep ran on "
-            f"(fingerprint {resolved.panel.fingerprint[:12]}, stored "
+            f"(fingerprint {resolved.fingerprint[:12]}, stored "
             f"{record.fingerprint[:12]}): its runs cannot be rebuilt from it")
     return _Context(resolved, record)
 

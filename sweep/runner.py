@@ -308,7 +308,7 @@ def plan_sweep(spec: SweepSpec | str | Path, out: str | Path | None = None, *,
             raise SpecError(str(exc)) from None
         record = None
     if record is not None and (record.digest, record.fingerprint) != (
-            resolved.spec.digest, resolved.panel.fingerprint):
+            resolved.spec.digest, resolved.fingerprint):
         if not overwrite:
             raise SpecError(f"{store.root} holds results of a different sweep; pass "
                             "--overwrite to replace them, or use another name or --out")
@@ -352,13 +352,13 @@ def _open_store(store: ResultStore, resolved: ResolvedSweep, overwrite: bool
     if record is None:
         return None
     spec = resolved.spec
-    if (record.digest, record.fingerprint) != (spec.digest, resolved.panel.fingerprint):
+    if (record.digest, record.fingerprint) != (spec.digest, resolved.fingerprint):
         if overwrite:
             return None
         raise SpecError(
             f"{store.root} holds results of a different sweep (spec {record.digest}, data "
             f"{record.fingerprint[:12]}) than this one (spec {spec.digest}, data "
-            f"{resolved.panel.fingerprint[:12]}); pass --overwrite to replace them, or use "
+            f"{resolved.fingerprint[:12]}); pass --overwrite to replace them, or use "
             "another name or --out")
     return record
 
@@ -383,7 +383,7 @@ def _new_record(resolved: ResolvedSweep, chunk_size: int) -> SweepRecord:
     spec, panel = resolved.spec, resolved.panel
     return SweepRecord(
         name=spec.name, digest=spec.digest, spec=spec.to_dict(),
-        fingerprint=panel.fingerprint,
+        fingerprint=resolved.fingerprint,
         data=DataInfo(spec.to_dict()["data"], panel.n_bars, panel.n_assets,
                        str(panel.timestamps[0]), str(panel.timestamps[-1])),
         plan=Plan(chunk_size, resolved.n_combos, len(resolved.windows)),

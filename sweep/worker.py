@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -40,28 +41,45 @@ __all__ = [
     "sees_store", "trial_tables",
 ]
 
+logger = logging.getLogger("backsweep")
 _CONTEXTS: dict[str, ResolvedSweep] = {}  # per worker process, by sweep key
 
 
 @dataclass(frozen=True)
 class _Payload:
     spec: dict[str, Any]
-    fingerprint: str
+    fingerprint: str  # the panel's
     panel: Panel | None  # None: rebuild from spec["data"]
+    series: dict[str, np.ndarray]  # benchmark / risk-free series read from files
 
 
 class SweepContextPlugin(WorkerPlugin):
-    """Worker plugin carrying one sweep's spec and data to every worker (also late ones)."""
+    """Worker plugin carrying one sweep's spec and data to every worker (also late ones).
+
+    A worker whose rebuilt data differs from the client's (another version of the data
+    generator) leaves the cluster rather than compute runs of other data."""
 
     def __init__(self, key: str, resolved: ResolvedSweep) -> None:
         self.key = key
         self.name = f"backsweep-{key}"
         spec = resolved.spec
         self.payload = _Payload(spec.to_dict(), resolved.panel.fingerprint,
-                                None if spec.data_is_recipe else resolved.panel)
+                                None if spec.data_is_recipe else resolved.panel,
+                                dict(resolved.series))
 
     def setup(self, worker: Any = None) -> None:
-        install_context(self.key, self.payload)
+        try:
+            install_context(self.key, self.payload)
+        except DataMismatchError as exc:
+            where = getattr(worker, "address", "this process")
+            name = getattr(worker, "name", None)
+            message = f"worker {where}" + (f" (name {name!r})" if name not in (None, where)
+                                           else "") + f": {exc}"
+            logger.error("backsweep: %s; it leaves the cluster", message)
+            if worker is not None:
+                worker.loop.add_callback(worker.close, nanny=True,
+                                         reason="backsweep-data-mismatch")
+            raise DataMismatchError(message) from None
 
     def teardown(self, worker: Any = None) -> None:
         _CONTEXTS.pop(self.key, None)
@@ -79,14 +97,19 @@ def install_context(key: str, payload: _Payload) -> ResolvedSweep:
 
         panel = parse_data_spec(spec.data_source)
         if panel.fingerprint != payload.fingerprint:
-            raise RuntimeError(
-                f"data {spec.data!r} rebuilt on this worker differs from the client's "
-                f"(fingerprint {panel.fingerprint} != {payload.fingerprint}): package "
-                "versions differ between client and workers"
-            )
-    resolved = spec.resolve(panel, load_modules=False)  # cluster.prepare shipped them
+            raise DataMismatchError(
+                f"its data {spec.data!r}, rebuilt from the recipe, differs from the "
+                f"client's (fingerprint {panel.fingerprint[:12]} != "
+                f"{payload.fingerprint[:12]}): another version of backsweep's data "
+                "generator or of numpy is installed there")
+    # cluster.prepare shipped the modules; the series come with the data, not from files
+    resolved = spec.resolve(panel, load_modules=False, series=payload.series)
     _CONTEXTS[key] = resolved
     return resolved
+
+
+class DataMismatchError(RuntimeError):
+    """A worker's rebuilt data is not the client's."""
 
 
 def context(key: str) -> ResolvedSweep:
@@ -352,7 +375,7 @@ def run_ids(resolved: ResolvedSweep, table: pl.DataFrame, window: Window) -> lis
         "params": defaults | {k: v for k, v in slot.items() if k not in ENGINE_AXES},
         "engine": engine | {k: v for k, v in slot.items() if k in ENGINE_AXES},
         "window": [str(window.start), str(window.end)],
-        "data": resolved.panel.fingerprint,
+        "data": resolved.fingerprint,
     }, sort_keys=True, default=str)
     pieces = _SLOT.split(template)  # literal, column index, literal, column index, ...
     parts: list[pl.Expr | pl.Series] = []
