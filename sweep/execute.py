@@ -111,7 +111,7 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
     summary.worker_threads = watch.sample_threads()
     bar = work.progress_bar(progress)
     chunk_of: dict[Any, Any] = {}
-    owner = StoreTarget(str(store.root.resolve()), uuid.uuid4().hex)
+    owner = StoreTarget(store.url, uuid.uuid4().hex)
     work.owner = owner
     target = owner if worker_writes else None
 

@@ -30,11 +30,12 @@ import polars as pl
 
 from engine import BacktestResult, run_backtest
 from sweep.grid import ENGINE_AXES
+from sweep.location import atomic_write, location
 from sweep.record import SweepRecord
 from sweep.schema import scan_runs
 from sweep.select import Selection, select_best
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
-from sweep.store import RECORD_NAME, atomic_write
+from sweep.store import RECORD_NAME
 
 __all__ = ["EXPORT_FILES", "ReplayError", "export", "replay", "select_runs"]
 
@@ -59,7 +60,7 @@ class _Context:
 
 
 def _context(results_dir: str | os.PathLike[str]) -> _Context:
-    root = Path(results_dir)
+    root = location(results_dir)
     path = root / RECORD_NAME
     if not path.is_file():
         raise ReplayError(f"{root}: no {RECORD_NAME} here (not a sweep's results folder)")
@@ -116,7 +117,7 @@ def replay(results_dir: str | os.PathLike[str], run_ids: Iterable[str]
         >>> [r.metrics["sharpe"] for r in sweep.replay("results/ma_demo",
         ...                                            runs["run_id"])]      # doctest: +SKIP
     """
-    root = Path(results_dir)
+    root = location(results_dir)
     ctx = _context(root)
     rows = _rows(root, list(run_ids))
     return [_replay_row(ctx.resolved, row) for row in rows.iter_rows(named=True)]
@@ -182,7 +183,7 @@ def export(results_dir: str | os.PathLike[str], run_ids: Iterable[str],
         >>> ids = select_runs("results/ma_demo", top=3, by="sharpe")  # doctest: +SKIP
         >>> sweep.export("results/ma_demo", ids, "winners")           # doctest: +SKIP
     """
-    root, target = Path(results_dir), Path(out)
+    root, target = location(results_dir), location(out)
     paths = tuple(target / name for name in EXPORT_FILES)
     if target.exists() and not target.is_dir():
         raise ReplayError(f"{target} is a file; -o names a folder for {', '.join(EXPORT_FILES)}")

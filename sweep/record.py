@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 import types
 import typing
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweep.location import atomic_write, location
 from sweep.plan import Plan
 from sweep.windows import Window
 
@@ -171,8 +171,9 @@ class SearchInfo:
 
     ``n_trials``: distinct parameter sets evaluated (each a row of the store in every
     window it ran on), pruned ones included; ``n_proposals``: the sampler's proposals,
-    of which ``n_repeats`` named a parameter set already tried (told its stored value,
-    nothing run) and ``n_rejected`` broke the constraints (told as pruned, never run).
+    of which ``n_repeats`` named a parameter set already tried (its trial keeps its stored
+    result, nothing run; told to the sampler as pruned) and ``n_rejected`` broke the
+    constraints (told as pruned, never run).
     ``sampler_seconds``: the client's time in the sampler (ask, tell, pruner) during the
     last call, over its ``n_proposals`` (a resumed search re-asks every stored trial);
     ``run_seconds``: worker time of the ``runs_computed`` runs that call computed.
@@ -253,25 +254,17 @@ class SweepRecord:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
 
-    def write(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
+    def write(self, path: str | os.PathLike[str] | Any) -> None:
+        """Write atomically (sweep.location.atomic_write: a temp file renamed, or one
+        whole-object upload)."""
         text = self.to_json() + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(location(path), lambda tmp: Path(tmp).write_text(text))
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> SweepRecord:
+    def read(cls, path: str | os.PathLike[str] | Any) -> SweepRecord:
         """The record in ``path``; RecordError when it is unreadable, of an older layout
         or not a sweep record (the message says how to rerun)."""
-        path = Path(path)
+        path = location(path)
         try:
             raw = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -137,7 +137,7 @@ def run_sweep(
     else:
         resolved = (spec if isinstance(spec, SweepSpec) else SweepSpec.from_toml(spec)).resolve()
     spec = resolved.spec
-    store = ResultStore(Path(out or "results") / spec.name)
+    store = ResultStore.at(out or "results", spec.name)
     record = _open_store(store, resolved, overwrite)  # refuses before any cluster work
     summary = SweepSummary(store.root)
     if resolved.search is not None:
@@ -297,7 +297,7 @@ def plan_sweep(spec: SweepSpec | str | Path, out: str | Path | None = None, *,
         1
     """
     resolved = (spec if isinstance(spec, SweepSpec) else SweepSpec.from_toml(spec)).resolve()
-    store = ResultStore(Path(out or "results") / resolved.spec.name)
+    store = ResultStore.at(out or "results", resolved.spec.name)
     try:
         store.check_location()
         record = store.read_record()

@@ -159,13 +159,14 @@ def check_part(path: Path, names: Sequence[str] | None = None,
         size = path.stat().st_size
         if size < 12:
             return f"{size} bytes, too small to be a Parquet file"
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             head = f.read(4)
-            f.seek(-4, os.SEEK_END)
+            f.seek(size - 4)
             tail = f.read(4)
-        if head != _MAGIC or tail != _MAGIC:
-            return "not a Parquet file, or truncated (no Parquet marker at both ends)"
-        meta = pq.read_metadata(path)
+            if head != _MAGIC or tail != _MAGIC:
+                return "not a Parquet file, or truncated (no Parquet marker at both ends)"
+            f.seek(0)
+            meta = pq.read_metadata(f)
     except OSError as exc:
         return f"unreadable: {exc}"
     except Exception as exc:  # pyarrow's errors for a damaged footer
@@ -193,7 +194,7 @@ def first_damaged(files: Sequence[Path], names: Sequence[str] | None = None
     return None
 
 
-def scan_runs(root: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame:
+def scan_runs(root: str | os.PathLike[str] | Any, *, check: bool = True) -> pl.LazyFrame:
     """A sweep's runs as a polars LazyFrame (``root`` = ``OUT/NAME`` or its ``runs``).
 
     With ``check`` (default), every part file's ends and footer are read first and a
@@ -203,7 +204,9 @@ def scan_runs(root: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFra
     Example:
         >>> scan_runs("results/ma_demo").sort("sharpe", descending=True)  # doctest: +SKIP
     """
-    path = Path(root)
+    from sweep.location import location
+
+    path = location(root)
     runs = path if path.name == "runs" else path / "runs"
     files = [f for _, _, f in part_files(runs)]
     if not files:
@@ -213,8 +216,9 @@ def scan_runs(root: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFra
         if damaged is None:
             import pyarrow.parquet as pq
 
-            names = [n for n in pq.read_schema(files[0]).names]
+            with files[0].open("rb") as f:
+                names = list(pq.read_schema(f).names)
             damaged = first_damaged(files[1:], names)
         if damaged is not None:
             raise damaged
-    return pl.scan_parquet(runs / "**" / "part-*.parquet", hive_partitioning=True)
+    return pl.scan_parquet(f"{runs}/**/part-*.parquet", hive_partitioning=True)

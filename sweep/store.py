@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweep.location import Location, atomic_write, is_local, location, url_of
 from sweep.record import SweepRecord
 from sweep.schema import check_part, part_files, scan_runs
 
@@ -31,6 +32,7 @@ __all__ = [
     "RECORD_NAME",
     "TOKEN_NAME",
     "WALK_FORWARD_FILES",
+    "Location",
     "ResultStore",
     "StoreChangedError",
     "StoreError",
@@ -44,35 +46,12 @@ WALK_FORWARD_FILES = ("folds.parquet", "oos_equity.parquet")
 _OWN_DIRS = ("runs", ".tmp", ".quarantine")
 # Temp files of atomic writes: ".<target name>.<random>.tmp"
 _TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]+\.tmp$")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 class StoreError(ValueError):
     """An output folder the sweep must not or cannot use; the message names it and why."""
 
 
 class StoreChangedError(RuntimeError):
     """The result folder was taken over (cleared, or another sweep) while writing."""
-
-
-def atomic_write(path: Path, write: Callable[[str], None],
-                 tmp_dir: Path | None = None) -> Path:
-    """Call ``write(tmp_path)``, then rename the temp file to ``path``. The temp file is in
-    ``tmp_dir`` (same filesystem; default: the target's folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = path.parent if tmp_dir is None else tmp_dir
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _describe(paths: Sequence[Path], root: Path, limit: int = 5) -> str:
@@ -91,8 +70,9 @@ class ResultStore:
         True
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str] | Location) -> None:
+        self.root = location(root)
+        self.local = is_local(self.root)
         self.record_path = self.root / RECORD_NAME
         self.runs = self.root / "runs"
         self.tmp = self.root / ".tmp"
@@ -102,6 +82,16 @@ class ResultStore:
     # ------------------------------------------------------------ the location
     def is_store(self) -> bool:
         return self.record_path.is_file()
+
+    @classmethod
+    def at(cls, out: str | os.PathLike[str] | Location, name: str) -> ResultStore:
+        """The store ``OUT/NAME`` (``out`` a folder or an fsspec URL)."""
+        return cls(location(out) / name)
+
+    @property
+    def url(self) -> str:
+        """The store as any process names it: the absolute path, or the URL."""
+        return url_of(self.root)
 
     def foreign_entries(self) -> list[Path]:
         """What is in the folder that a sweep does not write (sorted)."""
@@ -117,7 +107,19 @@ class ResultStore:
 
     def check_location(self) -> None:
         """StoreError unless ``OUT/NAME`` is absent, empty, or a sweep's store: never
-        write into (or later clear) a folder of the user's."""
+        write into (or later clear) a folder of the user's. On an object store, any
+        error of the store itself (no credentials, no bucket, no network) is one too."""
+        try:
+            self._check_location()
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self.local and not isinstance(exc, OSError):
+                raise
+            raise StoreError(f"cannot use {self.root}: {type(exc).__name__}: "
+                             f"{str(exc)[:300]}") from None
+
+    def _check_location(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root} exists and is not a folder; choose another "
                              "--out or name")
@@ -133,6 +135,8 @@ class ResultStore:
     def ensure_writable(self) -> None:
         """StoreError naming the path and the reason when ``OUT/NAME`` cannot be created
         or written. Creates nothing that stays: folders made for the probe are removed."""
+        if not self.local:
+            return self._ensure_writable_remote()
         made: list[Path] = []
         try:
             missing = []
@@ -156,6 +160,15 @@ class ResultStore:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
 
+    def _ensure_writable_remote(self) -> None:
+        probe = self.root / f".probe.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except Exception as exc:  # fsspec backends raise their own errors
+            raise StoreError(f"cannot write results to {self.root}: {type(exc).__name__}: "
+                             f"{str(exc)[:300]}") from None
+
     # ---------------------------------------------------------------- the record
     def read_record(self) -> SweepRecord | None:
         """The stored record (None: no sweep.json); RecordError when unusable."""
@@ -164,7 +177,8 @@ class ResultStore:
         return SweepRecord.read(self.record_path)
 
     def write_record(self, record: SweepRecord) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.local:
+            self.root.mkdir(parents=True, exist_ok=True)
         record.write(self.record_path)
 
     # ---------------------------------------------------------------- the chunks
@@ -191,7 +205,8 @@ class ResultStore:
                 raise StoreChangedError(f"{self.root} no longer belongs to this sweep")
 
         # The temp file is not inside runs/: a scan of runs/ must only ever see part files.
-        return atomic_write(self.chunk_path(window, chunk_id), write, tmp_dir=self.tmp)
+        return atomic_write(self.chunk_path(window, chunk_id), write,
+                            tmp_dir=self.tmp if self.local else None)
 
     def chunk_files(self) -> dict[int, list[tuple[int, Path]]]:
         """Chunk id -> [(window, path)] of the part files on disk."""
@@ -229,12 +244,16 @@ class ResultStore:
         suffix if taken); returns where it went."""
         rel = path.relative_to(self.runs)
         target = self.quarantine_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if self.local:
+            target.parent.mkdir(parents=True, exist_ok=True)
         k = 1
         while target.exists():
             target = target.with_name(f"{rel.name}.{k}")
             k += 1
-        os.replace(path, target)
+        if self.local:
+            os.replace(path, target)
+        else:  # an object store has no rename: a copy, then the original removed
+            path.fs.mv(path.path, target.path)
         return target
 
     def count_runs(self) -> tuple[int, int]:
@@ -250,7 +269,10 @@ class ResultStore:
 
     # ------------------------------------------------------------------ cleaning
     def clean_temp_files(self) -> int:
-        """Remove temp files a killed writer left behind (they are never read)."""
+        """Remove temp files a killed writer left behind (they are never read; on an
+        object store there are none: files are uploaded whole)."""
+        if not self.local:
+            return 0
         stale = []
         if self.tmp.is_dir():
             stale += [p for p in self.tmp.iterdir() if p.name.endswith(".tmp")]
@@ -287,7 +309,10 @@ class ResultStore:
                     _rmdir_if_empty(folder)
             _rmdir_if_empty(self.runs)
         for folder in (self.tmp, self.quarantine_dir):
-            shutil.rmtree(folder, ignore_errors=True)
+            if self.local:
+                shutil.rmtree(folder, ignore_errors=True)
+            elif folder.exists():
+                folder.fs.rm(folder.path, recursive=True)
         for name in (RECORD_NAME, TOKEN_NAME, *WALK_FORWARD_FILES):
             (self.root / name).unlink(missing_ok=True)
         self.clean_temp_files()
@@ -296,7 +321,9 @@ class ResultStore:
         return sorted(self.runs.rglob("*")) if self.runs.is_dir() else []
 
 
-def _rmdir_if_empty(folder: Path) -> None:
+def _rmdir_if_empty(folder: Location) -> None:
+    if not is_local(folder):
+        return  # an object store has no empty folders
     with contextlib.suppress(OSError):  # something of the user's is inside: it stays
         folder.rmdir()
 

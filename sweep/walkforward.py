@@ -26,12 +26,13 @@ import polars as pl
 from engine import METRIC_NAMES, run_backtest
 from engine.metrics import metrics_vector
 from sweep.grid import ENGINE_AXES
+from sweep.location import atomic_write
 from sweep.record import FoldInfo, WalkForwardInfo, finite_or_none
 from sweep.runner import SweepSummary, run_sweep
 from sweep.schema import scan_runs
 from sweep.select import select_best
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
-from sweep.store import ResultStore, atomic_write
+from sweep.store import ResultStore
 from sweep.trials import window_verdict
 from sweep.windows import Fold
 

@@ -18,7 +18,6 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from sweep.plan import Chunk, TrialChunk
 from sweep.schema import BLOCK_COLUMNS, ERROR, PRUNED, TRIAL
 from sweep.search.objective import run_values
 from sweep.spec import ResolvedSweep, SweepSpec
-from sweep.store import TOKEN_NAME, ResultStore, StoreChangedError
+from sweep.store import ResultStore, StoreChangedError
 from sweep.windows import Window
 
 __all__ = [
@@ -135,7 +134,7 @@ def sees_store(target: StoreTarget) -> bool:
     (A local cluster, or a cluster on a shared filesystem; the client removes the token
     when it stops, so a task still running after an interrupted sweep writes nothing.)"""
     try:
-        return (Path(target.root) / TOKEN_NAME).read_text() == target.token
+        return ResultStore(target.root).token.read_text() == target.token
     except OSError:
         return False
 

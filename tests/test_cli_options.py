@@ -115,7 +115,7 @@ def test_dry_run_validates_estimates_and_writes_nothing(tmp_path: Path) -> None:
     text = proc.stdout
     assert "runs: 8 (4 parameter sets x 2 windows)" in text
     assert "window 0: 2010-01-04 .. 2010-12-31" in text
-    assert re.search(r"chunks: \d+ of up to \d+ parameter sets", text)
+    assert re.search(r"chunks: [\d,]+ of up to [\d,]+ parameter sets", text), text
     assert re.search(r"estimated compute: [\d.]+ s on one worker thread, about [\d.]+ s on 2",
                      text)
     assert "no cluster started, nothing written" in text

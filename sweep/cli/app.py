@@ -8,9 +8,11 @@ Commands are grouped by topic in the modules of this package (``data``, ``runs``
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-__all__ = ["bad_input", "main"]
+__all__ = ["LOCATION", "bad_input", "main"]
 
 
 def _version() -> str:
@@ -26,6 +28,20 @@ def _version() -> str:
 @click.version_option(_version(), "--version", prog_name="backsweep")
 def main() -> None:
     """backsweep: distributed parameter sweeps of trading-strategy backtests."""
+
+
+class _Location(click.ParamType):
+    """A folder or file: a local path, or an fsspec URL (s3://bucket/prefix, gs://...)."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from sweep.location import location
+
+        return location(value)
+
+
+LOCATION = _Location()
 
 
 def bad_input(message: str) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from sweep.cli.app import bad_input, main
+from sweep.cli.app import LOCATION, bad_input, main
 
 
 @main.command("export")
-@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("results", type=LOCATION)
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K",
               help="The K best runs of each window (by --by).")
 @click.option("--by", "metric", default="sharpe", show_default=True,
@@ -20,7 +20,7 @@ from sweep.cli.app import bad_input, main
 @click.option("--run-id", "run_ids", multiple=True, metavar="ID",
               help="A run to export (repeatable); instead of --top.")
 @click.option("-o", "--output", required=True, metavar="OUT",
-              type=click.Path(path_type=Path),
+              type=LOCATION,
               help="Folder for equity.parquet and trades.parquet (created if needed).")
 @click.option("--overwrite", is_flag=True, help="Replace those files if they exist.")
 @click.option("--cluster", "target", default=None, metavar="TARGET",

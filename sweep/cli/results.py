@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from sweep.cli.app import bad_input, main
+from sweep.cli.app import LOCATION, bad_input, main
 
 _SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades")
 _DSR_WORDS = {"good": "strong", "warn": "weak", "bad": "not significant"}
@@ -33,7 +33,7 @@ def open_results(results: Path) -> tuple[Any, Any]:
 
 
 @main.command()
-@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("results", type=LOCATION)
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows to show.")
 @click.option("--by", "metric", default="sharpe", show_default=True,
@@ -127,8 +127,8 @@ def overfit_lines(record: Any) -> str:
 
 # ------------------------------------------------------------------------- report
 @main.command("report")
-@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("results", type=LOCATION)
+@click.option("-o", "--output", type=LOCATION, default=None,
               metavar="FILE.html", help="HTML file to write [default: RESULTS/report.html].")
 @click.option("--metric", default="sharpe", show_default=True,
               help="Metric shown by the parameter heatmaps.")

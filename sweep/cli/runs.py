@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from sweep.cli.app import bad_input, main
+from sweep.cli.app import LOCATION, bad_input, main
 
 
 def _import_user_module(spec: str) -> None:
@@ -66,9 +66,9 @@ def _sweep_options(func: Any) -> Any:
                      "$BACKSWEEP_CLUSTER_CONFIG or ~/.config/backsweep/clusters.toml)."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes of the local cluster (default: one per core)."),
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path("results"), show_default=True,
-                     help="Results folder; the sweep writes OUT/NAME."),
+        click.option("--out", type=LOCATION, default="results", show_default=True,
+                     help="Results folder or an fsspec URL (s3://bucket/prefix, gs://...); "
+                          "the sweep writes OUT/NAME."),
         click.option("--overwrite", is_flag=True,
                      help="Replace results of a different sweep stored under OUT/NAME "
                           "(only the files a sweep writes)."),

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from engine import METRIC_NAMES, EngineConfig
+from sweep.location import location
 from sweep.record import RecordError, SweepRecord
 from sweep.report.format import fmt_value
 from sweep.schema import ERROR, PRUNED, TRIAL, DamagedFileError, param_columns, scan_runs
@@ -100,7 +101,7 @@ def selection_of(record: SweepRecord) -> Selection:
 def load(root: str | os.PathLike[str], metric: str = "sharpe") -> ReportData:
     """Read a results folder (``OUT/NAME``); ReportError when it is not one, its record
     or a runs file is unreadable, it has no runs, or ``metric`` is not a metric."""
-    root = Path(root)
+    root = location(root)
     if metric not in METRIC_NAMES:
         raise ReportError(f"{metric!r} is not a metric; metrics: {', '.join(METRIC_NAMES)}")
     if not root.is_dir():
@@ -149,7 +150,7 @@ def _walk_forward_tables(root: Path, record: SweepRecord
     for name in WALK_FORWARD_FILES:
         path = root / name
         try:
-            tables.append(pl.read_parquet(path))
+            tables.append(pl.read_parquet(str(path)))
         except (OSError, pl.exceptions.PolarsError) as exc:
             tables.append(None)
             notes.append(f"{name} could not be read ({str(exc)[:200]}); rerun the "

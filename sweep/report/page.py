@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweep.location import atomic_write, location
 from sweep.report import figures, sections
 from sweep.report.format import esc
 from sweep.report.load import Curve, ReportData, ReportError, load
-from sweep.store import atomic_write
 
 __all__ = ["TOP_N", "render_report", "write_report"]
 
@@ -76,7 +76,7 @@ def write_report(results_dir: str | os.PathLike[str],
         >>> write_report("results/ma_demo", "ma_demo.html")        # doctest: +SKIP
         PosixPath('ma_demo.html')
     """
-    path = Path(output) if output is not None else Path(results_dir) / "report.html"
+    path = location(output) if output is not None else location(results_dir) / "report.html"
     if path.is_dir():
         raise ReportError(f"{path}: is a folder; give a file name such as report.html")
     text = render_report(results_dir, metric=metric, top=top, curves=curves)
