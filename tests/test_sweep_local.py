@@ -710,3 +710,20 @@ def test_cli_show_ranks_runs_without_a_metric_last(client: Any, tmp_path: Path) 
     assert [float(s) for s in shown] == pytest.approx(best["sharpe"].head(2).to_list(),
                                                       abs=1e-4)
 
+
+
+def test_run_sweep_uses_the_notebooks_client(client: Any, tmp_path: Path) -> None:
+    """With client=None, run_sweep runs on the Dask client this process already has (a
+    notebook's), not on a new local cluster: its tasks show in that client's stream."""
+    from distributed import default_client
+
+    assert default_client() is client
+    spec = SweepSpec(name="nb", strategy="ma_cross", data=SPEC.data,
+                     grid={"fast": [3, 5], "slow": [20]})
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as stream:
+        summary = run_sweep(spec, None, tmp_path, progress=False)
+    assert summary.ok and summary.n_runs == 2
+    assert any("backsweep-" in str(t["key"]) for t in stream.data)
+    assert summary.worker_threads == sum(client.nthreads().values())
