@@ -182,9 +182,8 @@ def convergence(d: ReportData) -> str:
              f"{s.n_trials} trials, each a parameter set run once; a trial's value is "
              f"{value}."]
     if s.n_repeats or s.n_rejected:
-        notes.append(f"Of {s.n_proposals} proposals, {s.n_repeats} repeated a trial (its "
-                     f"stored result was reused) and {s.n_rejected} broke the constraints "
-                     "(never run).")
+        notes.append(f"Of {s.n_proposals} proposals, {s.n_repeats} repeated a trial and "
+                     f"{s.n_rejected} broke the constraints: neither ran anything.")
     if n_pruned or n_failed:
         notes.append(f"{n_pruned} trials were pruned and {n_failed} failed: no dot.")
     if s.sampler_ms is not None:

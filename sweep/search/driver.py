@@ -12,10 +12,15 @@ fold's train window). Its trials are asked in batches of ``batch`` new parameter
   the same trials. Trials still running count for the sampler as running (TPE's constant
   liar keeps parallel proposals apart).
 * A proposal is snapped to a grid combination (sweep.search.space). One that breaks the
-  constraints is told as pruned (the sampler learns to avoid it) and never run; one
-  already tried (a repeat) is told the stored outcome and costs nothing; neither is a
-  trial of its own. A study that proposes nothing new for many proposals in a row stops
-  (``exhausted``).
+  constraints is told as pruned (the sampler learns to avoid it) and never run. One
+  already tried (a repeat) runs nothing either: its trial keeps its stored outcome, the
+  repeat is told as pruned (as Optuna's FAQ advises for frequent duplicates) and the
+  nearest parameter set not tried yet is enqueued as the next proposal
+  (``Study.enqueue_trial``). A converging TPE otherwise proposes ever more repeats: on the
+  benchmark's MA grid with a 20 % budget it stalled at 845 trials after 6,164 proposals
+  (60 ms each by then), against 990 trials in about 2,050 proposals with the nudge.
+  Neither is a trial of its own. A study that proposes nothing new for many proposals in
+  a row stops (``exhausted``).
 * With ``prune``, a batch is evaluated window by window: after each window every running
   trial reports the mean of its values so far and the pruner stops the poor ones; the
   batch's rows are written when it is done, every row of a pruned trial marked.
@@ -95,7 +100,6 @@ class _Trial:
     state: str = "running"  # complete, pruned, failed
     value: float = math.nan
     steps: list[float] = field(default_factory=list)  # pruning: values in window order
-    followers: list[Any] = field(default_factory=list)  # repeats asked while running
 
 
 @dataclass(eq=False)
@@ -183,7 +187,8 @@ class SearchDriver:
 
     @property
     def n_trials(self) -> int:
-        return sum(len(st.trials) for st in self.studies)
+        """Trials with an outcome (complete, pruned or failed), over the studies."""
+        return sum(_told(st) for st in self.studies)
 
     @property
     def finished(self) -> bool:
@@ -278,16 +283,12 @@ class SearchDriver:
                 handle = st.study.ask(self.dists)
                 st.proposals += 1
                 combo = self.space.combo(handle.params)
-                known = st.by_combo.get(combo)
-                if known is not None:
+                if combo in st.by_combo:  # a repeat: its trial keeps its outcome
                     st.repeats += 1
                     st.misses += 1
-                    if known.state == "running":
-                        known.followers.append(handle)
-                    else:
-                        self._tell_like(st, handle, known)
-                elif combo in st.forbidden or not self.space.allowed(combo):
-                    st.forbidden.add(combo)
+                    st.study.tell(handle, state=optuna.trial.TrialState.PRUNED)
+                    self._nudge(st, combo)
+                elif not self._allowed(st, combo):
                     st.rejected += 1
                     st.misses += 1
                     st.study.tell(handle, state=optuna.trial.TrialState.PRUNED)
@@ -304,6 +305,24 @@ class SearchDriver:
         if batch.trials:
             st.batches.append(batch)
             self._submit(st, batch)
+
+    def _allowed(self, st: _Study, combo: int) -> bool:
+        if combo in st.forbidden:
+            return False
+        if self.space.allowed(combo):
+            return True
+        st.forbidden.add(combo)
+        return False
+
+    def _nudge(self, st: _Study, combo: int) -> None:
+        """After a repeat, the nearest parameter set not tried yet (and allowed) is
+        enqueued as the next proposal (Optuna's ``enqueue_trial``): where the sampler
+        wanted to go, one step aside, instead of a run of repeats."""
+        rng = np.random.default_rng([st.seed, st.proposals])
+        nb = self.space.nearest(combo, lambda c: c not in st.by_combo
+                                and self._allowed(st, c), rng)
+        if nb is not None:
+            st.study.enqueue_trial(self.space.values(nb))
 
     def _submit(self, st: _Study, batch: _Batch) -> None:
         """Chunks for the batch's current stage: the running trials' runs that the store
@@ -371,9 +390,6 @@ class SearchDriver:
     def _close(self, st: _Study, tr: _Trial, state: str) -> None:
         tr.state = state
         self._tell(st, tr.handle, tr)
-        for handle in tr.followers:
-            self._tell_like(st, handle, tr)
-        tr.followers.clear()
         if state == "pruned":
             st.pruned += 1
         elif state == "failed":
@@ -391,13 +407,6 @@ class SearchDriver:
             st.study.tell(handle, state=TrialState.PRUNED)
         else:
             st.study.tell(handle, state=TrialState.FAIL)
-
-    def _tell_like(self, st: _Study, handle: Any, tr: _Trial) -> None:
-        """A repeat is told what its parameter set already gave."""
-        if tr.state == "pruned":
-            for k in range(len(tr.steps)):
-                handle.report(float(np.mean(tr.steps[:k + 1])), step=k + 1)
-        self._tell(st, handle, tr)
 
     def _close_batch(self, batch: _Batch) -> None:
         """A pruned search's batch is done: write its rows, pruned trials marked."""
@@ -417,7 +426,7 @@ class SearchDriver:
     # ------------------------------------------------------------------ the record
     def info(self, method: str, settings: dict[str, Any]) -> SearchInfo:
         """The search as sweep.json records it."""
-        studies = [StudyInfo(st.index, list(st.windows), st.seed, len(st.trials),
+        studies = [StudyInfo(st.index, list(st.windows), st.seed, _told(st),
                              finite_or_none(st.best), st.best_trial, st.pruned, st.failed,
                              st.exhausted) for st in self.studies]
         best, where = self.best()
@@ -443,6 +452,10 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"optuna(\.|$)")
         yield
+
+
+def _told(st: _Study) -> int:
+    return sum(1 for tr in st.trials if tr.state != "running")
 
 
 def _better(a: float, b: float, direction: str) -> bool:

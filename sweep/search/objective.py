@@ -146,7 +146,7 @@ def convergence_lines(search: Any, runs: pl.LazyFrame | pl.DataFrame) -> list[st
              + (f", prune {settings['prune']}" if settings.get("prune") else "")
              + f"): {s.n_trials} trials by {s.objective}"
              + ("" if s.complete else " (not finished)")
-             + f"; {s.n_proposals} proposals, {s.n_repeats} repeats (stored result reused), "
+             + f"; {s.n_proposals} proposals, {s.n_repeats} repeats (nothing run), "
              f"{s.n_rejected} broke the constraints, {s.n_pruned} pruned, {s.n_failed} failed"]
     if s.sampler_ms is not None:
         lines.append(f"  sampler {s.sampler_ms:.2f} ms a proposal"

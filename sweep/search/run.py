@@ -160,7 +160,7 @@ class _SearchWork:
         from tqdm.auto import tqdm
 
         d = self.driver
-        self.bar = tqdm(total=d.total, initial=_told(d), unit="trials", disable=not enabled,
+        self.bar = tqdm(total=d.total, initial=d.n_trials, unit="trials", disable=not enabled,
                         smoothing=0.1, dynamic_ncols=True)
         self._postfix()
         return self.bar
@@ -200,10 +200,6 @@ class _SearchWork:
         return self.driver.failed(chunk)
 
 
-def _told(driver: SearchDriver) -> int:
-    return sum(1 for st in driver.studies for tr in st.trials if tr.state != "running")
-
-
 def describe_search(summary: SweepSummary) -> list[str]:
     """The closing summary's lines of a search (``SweepSummary.describe``)."""
     s = summary.search
@@ -220,8 +216,7 @@ def describe_search(summary: SweepSummary) -> list[str]:
                      + ("; per fold: " + ", ".join(
                          "n/a" if st.best_value is None else f"{st.best_value:.4g}"
                          for st in s.studies) if studies > 1 else ""))
-    extra = [f"{s.n_repeats} repeated an earlier trial (its stored result reused, nothing "
-             "run)" if s.n_repeats else "",
+    extra = [f"{s.n_repeats} repeated an earlier trial (nothing run)" if s.n_repeats else "",
              f"{s.n_rejected} broke the constraints (never run)" if s.n_rejected else ""]
     extra = [e for e in extra if e]
     lines.append(f"  {s.n_proposals} proposals" + (": " + "; ".join(extra) if extra else "")

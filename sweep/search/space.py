@@ -133,6 +133,60 @@ class Space:
             radix *= len(a.values)
         return combo
 
+    def digits(self, combo: int) -> list[int]:
+        """Each axis's value index in a combination (the inverse of :meth:`combo`)."""
+        out = []
+        for a in reversed(self.axes):
+            combo, d = divmod(combo, len(a.values))
+            out.append(d)
+        return out[::-1]
+
+    def from_digits(self, digits: list[int]) -> int:
+        combo = 0
+        for a, d in zip(self.axes, digits, strict=True):
+            combo = combo * len(a.values) + d
+        return combo
+
+    def values(self, combo: int) -> dict[str, Any]:
+        """The searched axes' values of a combination (a proposal Optuna can replay)."""
+        return {a.name: a.values[d] for a, d in zip(self.axes, self.digits(combo), strict=True)
+                if a.kind != "fixed"}
+
+    def neighbours(self, combo: int) -> list[int]:
+        """Combinations one step away: the next value up or down on one ordered axis (the
+        axis's values are in range order), or another value of one categorical axis."""
+        digits = self.digits(combo)
+        out = []
+        for i, a in enumerate(self.axes):
+            n = len(a.values)
+            if a.kind == "fixed":
+                continue
+            steps = [k for k in range(n) if k != digits[i]] if a.kind == "categorical" \
+                else [k for k in (digits[i] - 1, digits[i] + 1) if 0 <= k < n]
+            for k in steps:
+                out.append(self.from_digits([*digits[:i], k, *digits[i + 1:]]))
+        return out
+
+    def nearest(self, combo: int, wanted: Any, rng: np.random.Generator,
+                limit: int = 4096) -> int | None:
+        """The nearest combination (fewest steps, see :meth:`neighbours`; ties in
+        ``rng``'s order) for which ``wanted(combo)`` holds; None within ``limit`` visits."""
+        seen = {combo}
+        level = [combo]
+        while level and len(seen) < limit:
+            nxt = []
+            for c in level:
+                for nb in self.neighbours(c):
+                    if nb not in seen:
+                        seen.add(nb)
+                        nxt.append(nb)
+            nxt = [nxt[i] for i in rng.permutation(len(nxt))]
+            for c in nxt:
+                if wanted(c):
+                    return c
+            level = nxt
+        return None
+
     def allowed(self, combo: int) -> bool:
         """Does the combination pass the grid's constraints?"""
         if not self.grid.constraints:
