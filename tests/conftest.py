@@ -151,3 +151,13 @@ def slurm() -> Iterator[object]:
         else:
             os.environ["SLURM_CONF"] = before
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    """A LocalCluster of 2 single-threaded worker processes shared by a test module (the
+    default client of the sweep tests; a module may define its own)."""
+    import cluster
+
+    with cluster.connect("local", workers=2, dashboard=False) as c:
+        yield c

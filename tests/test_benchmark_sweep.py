@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from cluster_fixtures import read_runs, run_cli, write_toml
 
-import cluster
 import strategies
 import sweep
 from engine import METRIC_NAMES, EngineConfig, run_backtest
@@ -23,12 +22,6 @@ from engine.data import sample_stocks
 from sweep import SpecError, SweepSpec
 
 BENCH = ("alpha", "beta", "information_ratio", "tracking_error", "excess_return")
-
-
-@pytest.fixture(scope="module")
-def client() -> Any:
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,6 @@ from cluster_fixtures import (
     write_toml,
 )
 
-import cluster
 import sweep
 from sweep import SweepSpec
 from sweep.location import location
@@ -100,12 +99,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_toml(tmp_path_factory.mktemp("cfg") / "s3sweep.toml", CONFIG)
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

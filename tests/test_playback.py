@@ -19,7 +19,6 @@ import polars as pl
 import pytest
 from cluster_fixtures import REPO, read_runs, run_cli, write_toml
 
-import cluster
 import sweep
 from engine import METRIC_NAMES
 from engine.data import synthetic_panel
@@ -49,12 +48,6 @@ ranges = [["2010-01-01", "2010-09-30"], ["2010-10-01", ""]]
 
 def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
-
-
-@pytest.fixture(scope="module")
-def client() -> Any:
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

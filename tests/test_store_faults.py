@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 import pytest
 from cluster_fixtures import part_files, read_runs, run_cli, same_runs, write_toml
 
-import cluster
 import sweep
 from sweep import SweepSpec
 from sweep.schema import DamagedFileError
@@ -49,12 +48,6 @@ def files_of(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes (what a user would miss)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from cluster_fixtures import (
     write_toml,
 )
 
-import cluster
 import sweep
 from engine import METRIC_NAMES, EngineConfig
 from sweep import SpecError, SweepSpec, load_results, run_sweep
@@ -55,13 +54,6 @@ PART = re.compile(r"^window=(\d+)/part-(\d{7})\.parquet$")
 
 def quiet(spec: SweepSpec | str | Path, client: Any, out: Path, **kw: Any) -> sweep.SweepSummary:
     return run_sweep(spec, client, out, progress=False, **kw)
-
-
-@pytest.fixture(scope="module")
-def client() -> Any:
-    """One LocalCluster of 2 single-threaded worker processes for the whole module."""
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

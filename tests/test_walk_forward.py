@@ -32,7 +32,6 @@ from click.testing import CliRunner
 from cluster_fixtures import read_meta, run_cli, write_toml
 from polars.testing import assert_frame_equal
 
-import cluster
 import strategies
 import sweep
 from engine import METRIC_NAMES, EngineConfig, run_backtest
@@ -122,13 +121,6 @@ def same_number(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return (math.isnan(a) and math.isnan(b)) or a == b
-
-
-@pytest.fixture(scope="module")
-def client() -> Any:
-    """One LocalCluster of 2 single-threaded worker processes for the whole module."""
-    with cluster.connect("local", workers=2, dashboard=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
