@@ -12,7 +12,8 @@ Example:
 
 from engine.kernel_cache import guard_package
 
-guard_package(__name__)  # this package's Numba caches, before its kernels load
+guard_package(__name__, depends_on=("engine",))  # this package's Numba caches (its fused
+# kernels compile engine.nb in), before its kernels load
 
 from strategies.base import WEIGHTS_SIGNATURE, Param, Strategy, StrategyError, weights_kernel
 from strategies.breakout import BREAKOUT

@@ -11,6 +11,16 @@ without Python work per run it is split in two:
 * ``kernel(data, row, out)``: a Numba function with the fixed signature
   :data:`WEIGHTS_SIGNATURE` (make one with :func:`weights_kernel`) that writes the (T, N)
   weights of one run into ``out``. Row t may use data up to bar t only.
+
+Optionally, ``fused``: the same strategy for a one-asset panel, as a function of the
+fixed signature :data:`FUSED_SIGNATURE` (make one with :func:`fused_kernel`) that finds a
+run's instructions (the bars where the kernel would write a finite weight, and those
+weights) and hands them to the engine's one-asset run, ``engine.nb.single.run_events``:
+no weights array, no per-bar series, and the signal may be found for every run of the
+grid at once in ``prepare`` (ma_cross finds all its runs' crosses from one sort of its
+averages a bar). The sweep uses it when the panel has one asset with a close on every
+bar and no run has stops, a benchmark or a risk-free series; its metrics are those of
+the kernel's weights, to the bit.
 """
 
 from __future__ import annotations
@@ -21,16 +31,37 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from numba import njit, types
+from numba import from_dtype, njit, types
 
 from engine import Panel
+from engine.config import CONFIG_DTYPE
 
-__all__ = ["WEIGHTS_SIGNATURE", "Param", "Strategy", "StrategyError", "weights_kernel"]
+__all__ = ["FUSED_SIGNATURE", "WEIGHTS_SIGNATURE", "Param", "Strategy", "StrategyError",
+           "fused_kernel", "weights_kernel"]
 
 WEIGHTS_SIGNATURE = types.void(
     types.float64[:, :, ::1], types.float64[::1], types.float64[:, ::1]
 )
 WEIGHTS_KERNEL_TYPE = types.FunctionType(WEIGHTS_SIGNATURE)
+
+FUSED_SIGNATURE = types.int64(
+    types.float64[:, :, ::1],              # data (K, T, 1), as from prepare
+    types.float64[::1],                    # the run's row
+    types.float64[::1],                    # open (T,) of the one asset
+    types.float64[::1],                    # close (T,)
+    from_dtype(CONFIG_DTYPE)[::1],         # engine configs (engine.config.pack_configs)
+    types.int64,                           # the run's config
+    types.int64,                           # t0: the window's first bar
+    types.int64,                           # t1: one past its last
+    types.float64,                         # bars per year
+    types.float64[:, ::1],                 # per-block return stats to add to (S, 3)
+    types.float64[::1],                    # the metrics (N_METRICS,)
+    types.float64[:, ::1],                 # scratch for the instructions (2, T + 1)
+)
+"""A fused one-asset run: writes the window's metrics, adds its block statistics and
+returns the number of negative weights refused (allow_short off), as
+``engine.nb.single.run_events`` does with the run's instructions."""
+FUSED_KERNEL_TYPE = types.FunctionType(FUSED_SIGNATURE)
 
 ParamKind = Literal["int", "float", "bool", "choice", "str"]
 
@@ -60,6 +91,12 @@ def weights_kernel(func: Callable[..., None]) -> Any:
         if "no locator available" not in str(exc):
             raise
         return njit(WEIGHTS_SIGNATURE, nogil=True)(func)
+
+
+def fused_kernel(func: Callable[..., int]) -> Any:
+    """Compile a fused one-asset kernel with :data:`FUSED_SIGNATURE` (see the module
+    docstring; strategies/ma_cross.py has one)."""
+    return njit(FUSED_SIGNATURE, nogil=True, cache=True, error_model="numpy")(func)
 
 
 @dataclass(frozen=True)
@@ -140,6 +177,7 @@ class Strategy:
     kernel: Any
     lookback_fn: Callable[..., int]
     doc: str = ""
+    fused: Any = None
     _param_order: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

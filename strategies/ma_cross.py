@@ -6,9 +6,10 @@ import numpy as np
 from numba import njit
 
 from engine import Panel
-from strategies.base import Param, Strategy, weights_kernel
+from engine.nb import single
+from strategies.base import Param, Strategy, fused_kernel, weights_kernel
 from strategies.indicators import ema, rolling_mean
-from strategies.signals import state_row
+from strategies.signals import cross_flips, state_row
 
 __all__ = ["MA_CROSS"]
 
@@ -16,7 +17,13 @@ __all__ = ["MA_CROSS"]
 FAST = 0         # slot in ``data`` of the fast average
 SLOW = 1         # slot of the slow average
 LONG_SHORT = 2   # 1.0: go short after a cross down (else flat)
-ROW_FIELDS = 3
+# For the fused one-asset kernel (one asset, every close finite), from
+# strategies.signals.cross_flips: where the run's crosses are, found once for the grid.
+CROSS_AT = 3     # index in ``data.ravel()`` of the run's cross bars (-1: not computed)
+N_CROSSES = 4    # how many
+FIRST_BAR = 5    # the bar from which both averages exist (-1: never)
+FIRST_SIGN = 6   # the sign of fast - slow there
+ROW_FIELDS = 7
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -85,6 +92,86 @@ def _kernel(data, row, out):
         state_row(out, t, close, state, held, changed)
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _instructions(fast, slow, t1, exit_state, lo, ev):
+    """The one-asset kernel's instructions on bars ``lo``..t1-1 (its bars before ``lo``
+    only move its state), by comparing the averages bar by bar: into ``ev`` (bars,
+    weights); returns how many. Every close is finite (the caller checks it)."""
+    st = 0.0
+    rel = 0
+    n = 0
+    for t in range(t1):
+        f = fast[t]
+        s = slow[t]
+        if f > s:
+            if rel == -1 and st != 1.0:
+                st = 1.0
+                if t >= lo:
+                    ev[0, n] = t
+                    ev[1, n] = st
+                    n += 1
+            rel = 1
+        elif f < s:
+            if rel == 1 and st != exit_state:
+                st = exit_state
+                if t >= lo:
+                    ev[0, n] = t
+                    ev[1, n] = st
+                    n += 1
+            rel = -1
+        elif np.isnan(f) or np.isnan(s):
+            rel = 0
+    return n
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _cross_instructions(flat, k, end, first, rel, t1, exit_state, lo, ev):
+    """:func:`_instructions` from the run's crosses (``flat[k:end]``, ascending bars
+    after ``first``, where the relation starts at ``rel`` and flips at each cross):
+    O(crosses), the averages are not read."""
+    st = 0.0
+    n = 0
+    if first < 0 or first >= t1:
+        return 0
+    for i in range(k, end):
+        t = int(flat[i])
+        if t >= t1:
+            break
+        rel = -rel
+        if rel == 1:
+            if st == 1.0:
+                continue
+            st = 1.0
+        else:
+            if st == exit_state:
+                continue
+            st = exit_state
+        if t >= lo:
+            ev[0, n] = t
+            ev[1, n] = st
+            n += 1
+    return n
+
+
+@fused_kernel
+def _fused(data, row, open_, close, cfgs, ci, t0, t1, periods_per_year, blocks, out, ev):
+    """The one-asset kernel's instructions on bars t0..t1-1 (from the crosses prepare
+    found for the whole grid, or from the averages), run by the engine
+    (engine.nb.single.run_events): the bits of the weights path, no weights array."""
+    exit_state = -1.0 if row[LONG_SHORT] != 0.0 else 0.0
+    if row[CROSS_AT] >= 0.0:
+        k = int(row[CROSS_AT])
+        n = _cross_instructions(data.reshape(data.size), k, k + int(row[N_CROSSES]),
+                                int(row[FIRST_BAR]), int(row[FIRST_SIGN]), t1, exit_state,
+                                t0, ev)
+    else:
+        T = close.shape[0]
+        n = _instructions(data[int(row[FAST])].reshape(T), data[int(row[SLOW])].reshape(T),
+                          t1, exit_state, t0, ev)
+    return int(single.run_events(cfgs, ci, open_, close, t0, t1, ev, n, periods_per_year,
+                                 blocks, out))
+
+
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     fast = cols["fast"].astype(np.int64)
     slow = cols["slow"].astype(np.int64)
@@ -93,14 +180,35 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     # One average per distinct (window, kind) across both legs of every run.
     keys, slot = np.unique(np.concatenate([fast * 2 + is_ema, slow * 2 + is_ema]),
                            return_inverse=True)
-    data = np.empty((1 + keys.shape[0], *panel.shape))
-    data[0] = panel.close
-    for i, key in enumerate(keys.tolist()):
-        data[1 + i] = (ema if key % 2 else rolling_mean)(panel.close, key // 2)
+    averages = [(ema if key % 2 else rolling_mean)(panel.close, key // 2)
+                for key in keys.tolist()]
     rows = np.empty((runs, ROW_FIELDS))
     rows[:, FAST] = 1 + slot[:runs]
     rows[:, SLOW] = 1 + slot[runs:]
     rows[:, LONG_SHORT] = cols["long_short"]
+    rows[:, CROSS_AT:] = -1.0
+    bars = np.empty(0)
+    if panel.n_assets == 1 and np.isfinite(panel.close).all():
+        # Every run's crosses at once (the fused kernel's signal: no scan of the averages).
+        ok, first, sign0, start, count, bars = cross_flips(
+            np.ascontiguousarray(np.stack([m[:, 0] for m in averages], axis=1)),
+            slot[:runs], slot[runs:])
+        if ok:
+            base = (1 + len(averages)) * panel.n_bars
+            rows[:, CROSS_AT] = base + start
+            rows[:, N_CROSSES] = count
+            rows[:, FIRST_BAR] = first
+            rows[:, FIRST_SIGN] = sign0
+        else:
+            bars = np.empty(0)
+    extra = -(-bars.shape[0] // panel.n_bars) if panel.n_assets == 1 else 0
+    data = np.empty((1 + len(averages) + extra, *panel.shape))
+    data[0] = panel.close
+    for i, m in enumerate(averages):
+        data[1 + i] = m
+    if extra:
+        flat = data[1 + len(averages):].reshape(-1)
+        flat[:bars.shape[0]] = bars
     return data, rows
 
 
@@ -114,6 +222,7 @@ MA_CROSS = Strategy(
     },
     prepare=_prepare,
     kernel=_kernel,
+    fused=_fused,
     lookback_fn=lambda fast, slow, kind, long_short: max(fast, slow),
     doc=(
         "Per asset: enter long on the bar the fast average crosses above the slow one, exit "

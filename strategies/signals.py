@@ -3,7 +3,8 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["n_ranked", "rank_rows", "state_row", "states_to_weights", "top_bottom_row"]
+__all__ = ["cross_flips", "n_ranked", "rank_rows", "state_row", "states_to_weights",
+           "top_bottom_row"]
 
 
 @njit(nogil=True, cache=True)
@@ -130,3 +131,138 @@ def _assign(ranked_row, first, last, score, t, mean, side, score_weighted, out):
             out[t, n] = side * max((score[t, n] - mean) * np.sign(side), 0.0) / total
         else:
             out[t, n] = side / k
+
+
+@njit(nogil=True, cache=True)
+def _sort_bar(series, t, order, val, m, pair, rec_bar, rec_pair, n_rec):
+    """Re-sort the m ordered series by their values on bar t (insertion sort: one swap
+    per pair whose order changed strictly), recording (t, pair) for the wanted pairs;
+    returns the new record count."""
+    for i in range(m):
+        val[i] = series[t, order[i]]
+    for i in range(1, m):
+        x = val[i]
+        ox = order[i]
+        j = i
+        while j > 0 and val[j - 1] > x:
+            p = pair[order[j - 1], ox]
+            if p >= 0:
+                rec_bar[n_rec] = t
+                rec_pair[n_rec] = p
+                n_rec += 1
+            val[j] = val[j - 1]
+            order[j] = order[j - 1]
+            j -= 1
+        val[j] = x
+        order[j] = ox
+    return n_rec
+
+
+MAX_FLIP_SERIES = 1024
+"""cross_flips keeps a K x K table of pairs: above this many series it is not used."""
+
+
+@njit(nogil=True, cache=True)
+def cross_flips(series, a, b):
+    """Where the sign of ``series[a[r]] - series[b[r]]`` changes, for every r, at once.
+
+    ``series`` is (T, K): K series over T bars, each NaN up to some bar and finite from
+    there on (moving averages of finite closes). For each r: ``first[r]``, the bar from
+    which both series are finite (-1: never, or a == b), ``sign0[r]`` the sign of the
+    difference there, and, from ``start[r]``, ``count[r]`` bars of ``bars`` (ascending,
+    all after ``first[r]``) where the sign changes strictly: a bar where the two are equal
+    keeps the last strict sign (what ma_cross's relation does). Rows with the same two
+    series share their bars.
+
+    One insertion sort of the K values per bar, kept in order from bar to bar, swaps
+    exactly the pairs whose order changed strictly, so the cost is O(T * K + changes)
+    rather than O(T * pairs). ``ok`` is False (nothing else is meaningful) when the
+    series do not suit: a NaN after a finite value, two series equal on the bar the later
+    one starts (their first strict sign would come later), or more than MAX_FLIP_SERIES
+    series; the caller then compares the series itself.
+    """
+    T, K = series.shape
+    R = a.shape[0]
+    first = np.full(R, -1, dtype=np.int64)
+    sign0 = np.zeros(R)
+    start = np.zeros(R, dtype=np.int64)
+    count = np.zeros(R, dtype=np.int64)
+    no = np.empty(0, dtype=np.int64)
+    if K > MAX_FLIP_SERIES:
+        return False, first, sign0, start, count, no
+    valid_from = np.full(K, T, dtype=np.int64)
+    for k in range(K):
+        for t in range(T):
+            if not np.isnan(series[t, k]):
+                valid_from[k] = t
+                break
+        for t in range(valid_from[k], T):
+            if np.isnan(series[t, k]):
+                return False, first, sign0, start, count, no
+    pair = np.full((K, K), -1, dtype=np.int64)
+    n_pairs = 0
+    for r in range(R):
+        i, j = a[r], b[r]
+        if i != j and pair[i, j] < 0:
+            pair[i, j] = pair[j, i] = n_pairs
+            n_pairs += 1
+    # Pass over the bars: each strict order change of a wanted pair, as (bar, pair).
+    cap = 1024
+    rec_bar = np.empty(cap, dtype=np.int64)
+    rec_pair = np.empty(cap, dtype=np.int64)
+    n_rec = 0
+    order = np.empty(K, dtype=np.int64)
+    val = np.empty(K)
+    m = 0
+    for t in range(T):
+        # Room for this bar's changes (at most one per pair of the m ordered series),
+        # grown here, outside the sort: an array reassigned inside the inner loop would
+        # cost Numba reference counting on every step.
+        need = n_rec + m * (m - 1) // 2
+        if need > cap:
+            cap = max(2 * cap, need)
+            grown_bar = np.empty(cap, dtype=np.int64)
+            grown_pair = np.empty(cap, dtype=np.int64)
+            grown_bar[:n_rec] = rec_bar[:n_rec]
+            grown_pair[:n_rec] = rec_pair[:n_rec]
+            rec_bar, rec_pair = grown_bar, grown_pair
+        n_rec = _sort_bar(series, t, order, val, m, pair, rec_bar, rec_pair, n_rec)
+        for k in range(K):  # series starting on this bar join the order by value
+            if valid_from[k] != t:
+                continue
+            x = series[t, k]
+            j = m
+            while j > 0 and val[j - 1] > x:
+                val[j] = val[j - 1]
+                order[j] = order[j - 1]
+                j -= 1
+            if (j > 0 and val[j - 1] == x) or (j < m and val[j + 1] == x):
+                return False, first, sign0, start, count, no
+            val[j] = x
+            order[j] = k
+            m += 1
+    # Per pair, its bars in bar order (a counting sort of the records).
+    offsets = np.zeros(n_pairs + 1, dtype=np.int64)
+    for q in range(n_rec):
+        offsets[rec_pair[q] + 1] += 1
+    for p in range(n_pairs):
+        offsets[p + 1] += offsets[p]
+    bars = np.empty(n_rec, dtype=np.int64)
+    fill = offsets[:-1].copy()
+    for q in range(n_rec):
+        p = rec_pair[q]
+        bars[fill[p]] = rec_bar[q]
+        fill[p] += 1
+    for r in range(R):
+        i, j = a[r], b[r]
+        if i == j:
+            continue
+        t0 = max(valid_from[i], valid_from[j])
+        if t0 >= T:
+            continue
+        p = pair[i, j]
+        first[r] = t0
+        sign0[r] = 1.0 if series[t0, i] > series[t0, j] else -1.0
+        start[r] = offsets[p]
+        count[r] = offsets[p + 1] - offsets[p]
+    return True, first, sign0, start, count, bars

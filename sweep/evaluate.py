@@ -15,7 +15,7 @@ from engine.metrics import bars_per_year
 from engine.nb.stops import average_true_range
 from strategies import Strategy
 from sweep.grid import Grid, GridError, engine_axes, strategy_columns
-from sweep.kernels import evaluate_block
+from sweep.kernels import evaluate_block, evaluate_block_single
 from sweep.schema import BLOCK_COLUMNS
 from sweep.windows import Window, WindowError, windows_from_spec
 
@@ -141,12 +141,20 @@ def evaluate_windows(
     ppy = np.array([w.bars_per_year if isinstance(w, Window) else rate for w in windows],
                    dtype=np.float64)
     bench, rf = (market or market_series(panel, config)).kernel_arrays(ppy, cfgs)
-    out, refused, stats = evaluate_block(
-        strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
-        *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low, panel.close)),
-        pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, bounds, ppy,
-        blocks, bench, rf,
-    )
+    if _fused_applies(strategy, panel, cfgs, bounds, bench, rf):
+        out, refused, stats = evaluate_block_single(
+            strategy.fused, np.ascontiguousarray(data), np.ascontiguousarray(rows),
+            np.ascontiguousarray(panel.open[:, 0]), np.ascontiguousarray(panel.close[:, 0]),
+            pack_configs(cfgs), cfg_of_run, bounds, ppy, blocks,
+        )
+    else:
+        out, refused, stats = evaluate_block(
+            strategy.kernel, np.ascontiguousarray(data), np.ascontiguousarray(rows),
+            *(np.ascontiguousarray(a) for a in (panel.open, panel.high, panel.low,
+                                                panel.close)),
+            pack_configs(cfgs), cfg_of_run, np.ascontiguousarray(atrs), atr_slot, bounds,
+            ppy, blocks, bench, rf,
+        )
     bad = np.flatnonzero(refused)
     if bad.size:
         raise ShortingError(
@@ -165,6 +173,27 @@ def evaluate_windows(
         frames.append(frame)
     return frames
 
+
+
+def _fused_applies(strategy: Strategy, panel: Panel, cfgs: list[EngineConfig],
+                   bounds: np.ndarray, bench: np.ndarray, rf: np.ndarray) -> bool:
+    """Can the strategy's fused one-asset kernel run this block (engine.nb.single)? One
+    asset with a close on every bar up to the last window's end (and an open on every
+    window bar where orders may fill at the open), no stops, no benchmark, no risk-free
+    series."""
+    if getattr(strategy, "fused", None) is None or panel.n_assets != 1:
+        return False
+    if bench.shape[0] or rf.shape[0] or bounds.shape[0] == 0:
+        return False
+    if any(c.stop_loss is not None or c.take_profit is not None or
+           c.trailing_stop is not None or c.atr_stop is not None for c in cfgs):
+        return False
+    end = int(bounds[:, 1].max())
+    if not np.isfinite(panel.close[:end, 0]).all():
+        return False
+    if any(c.fill == "next_open" for c in cfgs):
+        return all(np.isfinite(panel.open[t0:t1, 0]).all() for t0, t1 in bounds.tolist())
+    return True
 
 
 class ShortingError(ValueError):

@@ -12,7 +12,7 @@ from engine.config import CONFIG_DTYPE
 from engine.nb.layout import N_REFUSED, TRADE_DTYPE
 from engine.nb.metrics import N_METRICS
 from engine.nb.simulate import last_valid_bars, simulate
-from strategies.base import WEIGHTS_KERNEL_TYPE
+from strategies.base import FUSED_KERNEL_TYPE, WEIGHTS_KERNEL_TYPE
 
 _F2 = types.float64[:, ::1]
 _SIGNATURE = types.Tuple((types.float64[:, :, ::1], types.int64[::1],
@@ -75,4 +75,41 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
             )
             out[w, r] = sim.metrics
             refused[r] += int(sim.acct[N_REFUSED])
+    return out, refused, blocks
+
+
+_SINGLE_SIGNATURE = types.Tuple((types.float64[:, :, ::1], types.int64[::1],
+                                 types.float64[:, :, :, ::1]))(
+    FUSED_KERNEL_TYPE,             # the strategy's fused one-asset kernel
+    types.float64[:, :, ::1],      # strategy data (K, T, 1)
+    _F2,                           # strategy rows (R, P)
+    types.float64[::1],            # open (T,) of the one asset
+    types.float64[::1],            # close (T,)
+    from_dtype(CONFIG_DTYPE)[::1], # distinct engine configs
+    types.int64[::1],              # config of each run
+    types.int64[:, ::1],           # windows (W, 2)
+    types.float64[::1],            # periods per year of each window
+    types.int64,                   # blocks for per-block return stats (0 = none)
+)
+
+
+@njit(_SINGLE_SIGNATURE, nogil=True, cache=True)
+def evaluate_block_single(fused, data, rows, open_, close, cfgs, cfg_of_run, windows,
+                          periods_per_year, n_blocks):
+    """:func:`evaluate_block` for a strategy with a fused one-asset kernel, on a panel of
+    one asset with a close on every bar and configs without stops, benchmark or
+    risk-free series (the caller checks): the same three arrays, the same bits, one pass
+    per run and window and no per-bar array (strategies.base, engine.nb.single)."""
+    R = rows.shape[0]
+    W = windows.shape[0]
+    out = np.empty((W, R, N_METRICS))
+    refused = np.zeros(R, dtype=np.int64)
+    blocks = np.zeros((W, R, n_blocks, 3))
+    events = np.empty((2, close.shape[0] + 1))
+    for r in range(R):
+        ci = cfg_of_run[r]
+        for w in range(W):
+            refused[r] += fused(data, rows[r], open_, close, cfgs, ci, windows[w, 0],
+                                windows[w, 1], periods_per_year[w], blocks[w, r], out[w, r],
+                                events)
     return out, refused, blocks

@@ -43,7 +43,7 @@ from engine.data import synthetic_panel
 from engine.metrics import bars_per_year, metrics_vector, simple_returns
 from engine.series import align_series
 from sweep.evaluate import evaluate_windows
-from sweep.grid import Grid
+from sweep.grid import Grid, GridError
 
 BENCH_METRICS = ("alpha", "beta", "information_ratio", "tracking_error", "excess_return")
 RTOL = 1e-9
@@ -260,15 +260,17 @@ def test_run_batch_equals_run_backtest(panel: Panel) -> None:
 WINDOWS = [(None, "2010-12-31"), ("2010-07-01", "2011-09-30"), ("2011-10-01", None)]
 
 
-def test_sweep_evaluate_equals_run_backtest_with_config_benchmark(panel: Panel) -> None:
-    cfg = EngineConfig(benchmark=panel.assets[5], risk_free=0.025, commission=0.001)
-    df = sweep.evaluate(panel, "ma_cross", {"fast": [5, 10], "slow": [30],
-                                            "risk_free": [0.0, 0.05]}, cfg, windows=WINDOWS)
+@pytest.mark.parametrize("rate", [0.0, 0.05])
+def test_sweep_evaluate_equals_run_backtest_with_config_benchmark(panel: Panel,
+                                                                  rate: float) -> None:
+    """(The rate is the sweep's, not a grid axis: one market for all its runs.)"""
+    cfg = EngineConfig(benchmark=panel.assets[5], risk_free=rate, commission=0.001)
+    df = sweep.evaluate(panel, "ma_cross", {"fast": [5, 10], "slow": [30]}, cfg,
+                        windows=WINDOWS)
     s = strategies.get("ma_cross")
     for row in df.iter_rows(named=True):
         w = s.weights(panel, fast=row["fast"], slow=row["slow"])
-        ref = run_backtest(panel, w, cfg.replace(risk_free=row["risk_free"]),
-                           window=WINDOWS[row["window"]]).metrics
+        ref = run_backtest(panel, w, cfg, window=WINDOWS[row["window"]]).metrics
         bad = {m: (row[m], ref[m]) for m in METRIC_NAMES if not _same(row[m], ref[m])}
         assert not bad, (row["run"], bad)
     assert df["beta"].is_finite().all()
@@ -399,13 +401,10 @@ def test_config_fields_are_checked() -> None:
 
 
 def test_the_benchmark_is_not_a_grid_axis(panel: Panel) -> None:
-    """One market for all the runs: a run asking for another benchmark, or for a constant
-    rate besides a rate series, is an error, not silently the market's."""
-    with pytest.raises(ValueError, match="not a grid axis"):
+    """One market for all the runs: a grid asking for other benchmarks or rates is an
+    error (the grid refuses the axes), not silently the market's."""
+    with pytest.raises(GridError, match="nor an engine field"):
         sweep.evaluate(panel, "top_n", {"benchmark": [panel.assets[0], panel.assets[1]]},
                        EngineConfig(benchmark=panel.assets[0]))
-    s = strategies.get("top_n")
-    table = Grid.build(s, {"risk_free": [0.0, 0.02]}, []).frame()
-    mkt = market_series(panel, EngineConfig(), risk_free=np.full(panel.n_bars, 0.01))
-    with pytest.raises(ValueError, match="besides the risk-free series"):
-        evaluate_windows(panel, s, table, EngineConfig(), [(0, panel.n_bars)], market=mkt)
+    with pytest.raises(GridError, match="nor an engine field"):
+        Grid.build(strategies.get("top_n"), {"risk_free": [0.0, 0.02]}, [])

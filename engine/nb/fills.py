@@ -17,6 +17,43 @@ def _close_enough(a, b):
     return abs(a - b) <= max(CASH_RTOL * max(abs(a), abs(b)), 1e-12)
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def order_cost(qty, price, cash, cfg):
+    """Signed ``qty`` at raw ``price`` under the config's costs, with ``cash`` in the
+    account: ``(filled qty, fill price, fee, spend, status)``; status 0 = filled, 1 = no
+    order (a quantity of 0 or no price), 2 = dropped (no cash for it, or a sale whose
+    proceeds do not cover its fees). The one formula of a fill's costs (fill_order here,
+    engine.nb.single's fused runs)."""
+    if qty == 0.0 or not np.isfinite(price):
+        return 0.0, 0.0, 0.0, 0.0, 1
+    c = cfg.commission
+    f = cfg.fixed_fee
+    if qty > 0:
+        fill_price = price * (1.0 + cfg.slippage)
+        fee = qty * fill_price * c + f
+        spend = qty * fill_price + fee
+        if cfg.cash_account and spend > cash and not _close_enough(spend, cash):
+            budget = (cash - f) / (1.0 + c)
+            if budget <= 0.0:
+                return 0.0, 0.0, 0.0, 0.0, 2
+            qty = budget / fill_price
+            if cfg.fractional:
+                fee = cash - budget
+            else:
+                qty = np.floor(qty)
+                if qty == 0.0:
+                    return 0.0, 0.0, 0.0, 0.0, 2
+                fee = qty * fill_price * c + f
+            spend = qty * fill_price + fee
+    else:
+        fill_price = price * (1.0 - cfg.slippage)
+        fee = -qty * fill_price * c + f
+        if -qty * fill_price - fee < 0.0:
+            return 0.0, 0.0, 0.0, 0.0, 2
+        spend = 0.0
+    return qty, fill_price, fee, spend, 0
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     """Fill signed ``qty`` of asset n at raw ``price`` under the config's costs.
@@ -26,37 +63,12 @@ def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     cover its fees is not filled. Returns ``(filled qty, closed a trade)``; a closed trade
     is written to ``closed[0]``.
     """
-    if qty == 0.0 or not np.isfinite(price):
-        return 0.0, False
-    c = cfg.commission
-    f = cfg.fixed_fee
     cash = acct[CASH]
-    if qty > 0:
-        fill_price = price * (1.0 + cfg.slippage)
-        fee = qty * fill_price * c + f
-        spend = qty * fill_price + fee
-        if cfg.cash_account and spend > cash and not _close_enough(spend, cash):
-            budget = (cash - f) / (1.0 + c)
-            if budget <= 0.0:
-                acct[N_DROPPED] += 1.0
-                return 0.0, False
-            qty = budget / fill_price
-            if cfg.fractional:
-                fee = cash - budget
-            else:
-                qty = np.floor(qty)
-                if qty == 0.0:
-                    acct[N_DROPPED] += 1.0
-                    return 0.0, False
-                fee = qty * fill_price * c + f
-            spend = qty * fill_price + fee
-    else:
-        fill_price = price * (1.0 - cfg.slippage)
-        fee = -qty * fill_price * c + f
-        if -qty * fill_price - fee < 0.0:
+    qty, fill_price, fee, spend, status = order_cost(qty, price, cash, cfg)
+    if status != 0:
+        if status == 2:
             acct[N_DROPPED] += 1.0
-            return 0.0, False
-        spend = 0.0
+        return 0.0, False
     closed_trade = apply_fill(book, acct, n, qty, fill_price, fee, bar, reason,
                               cfg.atr_stop, atr_value, closed)
     if cfg.cash_account and spend > 0.0 and _close_enough(spend, cash):

@@ -9,11 +9,15 @@ and Sortino are ratios of excess returns ``r - rf``; with a benchmark (per-bar r
 (NaN without one). See docs/engine.md "Benchmark and risk-free rate".
 
 Each formula is written once. The simulation reduces a run's equity and exposure in one
-fused pass (:func:`metrics_with_blocks`: per-bar returns; sums and drawdown; central
-moments), then finishes every metric from those sums with the scalar functions ``_sharpe``,
-``_sortino``, ... below. The standalone functions (:func:`sharpe`, :func:`max_drawdown`, ...)
-run the same reductions and the same finishers, so they give the same bits as the fused
-pass (tests/test_engine_metrics.py checks it).
+pass (:func:`metrics_with_blocks`: per-bar returns, then every running sum and the
+drawdown together), then finishes every metric from those sums with the scalar functions
+``_sharpe``, ``_sortino``, ... below. The moments come from the sums of the 1st to 4th
+powers of the returns (:func:`moments`), so no second pass over the returns is needed
+(unless the mean is large against the spread, :func:`power_sums_do`): the fused one-asset
+runs (engine.nb.single) keep the same sums in registers bar by bar and get the same bits.
+The standalone functions (:func:`sharpe`, :func:`max_drawdown`, ...) run the same
+reductions and the same finishers, so they give the same bits as the fused pass
+(tests/test_engine_records.py checks it).
 """
 
 import numpy as np
@@ -143,14 +147,13 @@ def _bar_returns(equity, init_cash, returns):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
-    """Sums of returns, of squared negative excess returns (``r - rf_bar``; subtracting
-    0.0 changes no bit), of equity and of exposure shares
-    (gross / equity; 0 without exposure or equity); the deepest fall from the running
-    peak (a fraction; the peak starts at the initial cash) and the longest run of bars
-    below it. One pass: the sums are independent of the drawdown's branches, so they
-    cost little beside them, and the bars are read once (measured 40 -> 33 ms for the
-    metrics of 4,950 runs of 2,520 bars, against separate passes)."""
-    total = down = equity_sum = share = 0.0
+    """Sums of returns and of their squares, cubes and 4th powers, of squared negative
+    excess returns (``r - rf_bar``; subtracting 0.0 changes no bit), of equity and of
+    exposure shares (gross / equity; 0 without exposure or equity); the deepest fall from
+    the running peak (a fraction; the peak starts at the initial cash) and the longest run
+    of bars below it. One pass: the sums are independent chains beside the drawdown's
+    branches, so they cost little, and the bars are read once."""
+    total = s2 = s3 = s4 = down = equity_sum = share = 0.0
     peak = init_cash
     worst = 0.0
     run = 0
@@ -160,6 +163,10 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
         g = exposure[t]
         r = returns[t]
         total += r
+        r2 = r * r
+        s2 += r2
+        s3 += r2 * r
+        s4 += r2 * r2
         e = r - rf_bar
         down += e * e if e < 0.0 else 0.0
         equity_sum += x
@@ -172,30 +179,52 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
             longest = max(longest, run)
             if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
                 worst = 1.0 - x / peak
-    return total, down, equity_sum, share, worst, longest
+    return total, s2, s3, s4, down, equity_sum, share, worst, longest
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _central_moments(returns, mean, lo, hi, m2, m3, m4, block_sums, rf_bar):
-    """``m2``..``m4`` plus the sums of the 2nd to 4th powers of ``returns[lo:hi] - mean``,
-    and, if ``block_sums``, the sums of those returns' excess over ``rf_bar`` and of its
-    squares (the PBO block statistics, of the returns the Sharpe ratio is a ratio of; 0
-    otherwise: a third of the pass's cost). The moments carry on from the
-    caller's totals, so they are added in bar order whatever the blocks: a run's metrics
-    are the same bits with or without blocks."""
-    s1 = s2 = 0.0
-    for t in range(lo, hi):
-        r = returns[t]
-        d = r - mean
+def _central_moments(returns, mean):
+    """Sums of the 2nd to 4th powers of ``returns - mean``, in bar order (a second pass,
+    for the runs whose power sums are not accurate enough: see :func:`power_sums_do`)."""
+    m2 = m3 = m4 = 0.0
+    for t in range(returns.shape[0]):
+        d = returns[t] - mean
         d2 = d * d
         m2 += d2
         m3 += d2 * d
         m4 += d2 * d2
-        if block_sums:  # loop-invariant: compiled as two loops
-            x = r - rf_bar
-            s1 += x
-            s2 += x * x
-    return m2, m3, m4, s1, s2
+    return m2, m3, m4
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def power_sums_do(total, s2, n):
+    """Are the sums of the returns' powers enough for their central moments, with no
+    second pass? Yes when |mean| is at most a quarter of the returns' root mean square
+    (a backtest's returns: the mean is a small fraction of their spread), where the
+    moments from the power sums lose less than a digit to cancellation. Otherwise (a few
+    bars, near-constant returns, NaN) the moments are summed again around the mean
+    (:func:`_central_moments`), as exactly as ever."""
+    mean = total / n
+    return mean * mean <= 0.0625 * (s2 / n)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def moments(total, s2, s3, s4, n, centred):
+    """Mean and population central moments 2..4 of n returns from their sum ``total``
+    and either the sums of their 2nd to 4th powers (``centred`` False; one pass, see
+    :func:`power_sums_do`) or the sums of the powers of their deviations from the mean
+    (``centred`` True; a second pass)."""
+    mean = total / n
+    if centred:
+        return mean, s2 / n, s3 / n, s4 / n
+    q2 = s2 / n
+    q3 = s3 / n
+    q4 = s4 / n
+    mm = mean * mean
+    m2 = q2 - mm
+    m3 = q3 - mean * (3.0 * q2 - 2.0 * mm)
+    m4 = q4 - mean * (4.0 * q3 - mean * (6.0 * q2 - 3.0 * mm))
+    return mean, m2, m3, m4
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -203,18 +232,21 @@ def _return_stats(r):
     """Mean, sum of squared negative returns and population central moments 2..4 of a
     returns array, by the fused pass's own reductions (over a flat dummy equity curve)."""
     n = r.shape[0]
-    total, down, _, _, _, _ = _sums_and_drawdown(np.ones(n), np.zeros(n), r, 1.0, 0.0)
-    mean = total / n
-    m2, m3, m4, _, _ = _central_moments(r, mean, 0, n, 0.0, 0.0, 0.0, False, 0.0)
-    return mean, down, m2 / n, m3 / n, m4 / n
+    total, s2, s3, s4, down, _, _, _, _ = _sums_and_drawdown(np.ones(n), np.zeros(n), r,
+                                                             1.0, 0.0)
+    centred = not power_sums_do(total, s2, n)
+    if centred:
+        s2, s3, s4 = _central_moments(r, total / n)
+    mean, m2, m3, m4 = moments(total, s2, s3, s4, n, centred)
+    return mean, down, m2, m3, m4
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _drawdown(equity, init_cash):
     """(deepest drawdown, longest run below the peak): the fused pass's own loop."""
     n = equity.shape[0]
-    _, _, _, _, worst, longest = _sums_and_drawdown(equity, np.zeros(n), np.zeros(n),
-                                                    init_cash, 0.0)
+    _, _, _, _, _, _, _, worst, longest = _sums_and_drawdown(equity, np.zeros(n),
+                                                             np.zeros(n), init_cash, 0.0)
     return worst, longest
 
 
@@ -261,17 +293,19 @@ def _market_moments(returns, rf_bar, rf, bench):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _excess_blocks(returns, rf, blocks):
-    """Add each block's (sum, sum of squares, count) of ``returns - rf`` to ``blocks``
-    (the cut of metrics_with_blocks), for a per-bar risk-free series."""
+def _excess_blocks(returns, rf_bar, rf, blocks):
+    """Add each block's (sum, sum of squares, count) of excess returns ``returns - rf``
+    (``rf[t]``, or the constant ``rf_bar`` when ``rf`` is empty) to ``blocks`` (S, 3):
+    block b covers bars ``b*n//S .. (b+1)*n//S``."""
     n = returns.shape[0]
     S = blocks.shape[0]
+    has_rf = rf.shape[0] > 0
     for b in range(S):
         lo = b * n // S
         hi = (b + 1) * n // S
         s1 = s2 = 0.0
         for t in range(lo, hi):
-            x = returns[t] - rf[t]
+            x = returns[t] - (rf[t] if has_rf else rf_bar)
             s1 += x
             s2 += x * x
         blocks[b, 0] += s1
@@ -341,6 +375,44 @@ def cagr(equity, init_cash, periods_per_year):
 
 
 # ------------------------------------------------------------------ the fused pass
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def finish_metrics(out, n, total, s2, s3, s4, centred, down, equity_sum, share, worst,
+                   longest, final, init_cash, periods_per_year, notional, n_closed, n_wins,
+                   gross_profit, gross_loss, rf_bar):
+    """Every metric but the benchmark's from a run's sums over its ``n`` bars: the sum of
+    its returns and of their powers 2 to 4 (or of their deviations', ``centred``: see
+    :func:`moments`), of squared negative excess returns ``down``, of
+    equity and of exposure shares, the drawdown (``worst``, ``longest``) and the final
+    equity; N_BARS, N_TRADES and FEES are the caller's. Shared by every path that reduces
+    a run (the pass over an equity array here, engine.nb.single's fused runs), so they
+    give the same bits."""
+    mean, m2, m3, m4 = moments(total, s2, s3, s4, n, centred)
+    root_p = np.sqrt(periods_per_year)
+    out[TOTAL_RETURN] = final / init_cash - 1.0
+    out[CAGR] = _cagr(final, init_cash, periods_per_year, n)
+    out[VOLATILITY] = _volatility(m2, n, root_p)
+    # A constant rate shifts every return alike: the excess returns' mean is mean - rf_bar
+    # and their variance is the returns' (with rf_bar = 0, exactly the plain ratio).
+    out[SHARPE] = _sharpe(mean - rf_bar, m2, n, root_p)
+    out[SORTINO] = _sortino(mean - rf_bar, down, n, root_p)
+    out[MAX_DRAWDOWN] = worst
+    out[MAX_DRAWDOWN_DURATION] = longest
+    out[CALMAR] = out[CAGR] / worst if worst > 0.0 else np.nan
+    if n_closed > 0:
+        out[WIN_RATE] = n_wins / n_closed
+        if gross_loss > 0.0:
+            out[PROFIT_FACTOR] = gross_profit / gross_loss
+        elif gross_profit > 0.0:
+            out[PROFIT_FACTOR] = np.inf
+    mean_equity = equity_sum / n
+    years = n / periods_per_year
+    out[TURNOVER] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
+    out[EXPOSURE] = share / n
+    out[FINAL_EQUITY] = final
+    out[SKEW] = _skew(m2, m3, n)
+    out[KURTOSIS] = _kurtosis(m2, m4, n)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def metrics_vector(equity, exposure, init_cash, periods_per_year, fees, notional, n_opened,
                    n_closed, n_wins, gross_profit, gross_loss, risk_free=0.0, bench=None,
@@ -381,52 +453,18 @@ def metrics_with_blocks(equity, exposure, init_cash, periods_per_year, fees, not
         return out
     returns = np.empty(n)
     _bar_returns(equity, init_cash, returns)
-    total, down, equity_sum, share, worst, longest = _sums_and_drawdown(
+    total, s2, s3, s4, down, equity_sum, share, worst, longest = _sums_and_drawdown(
         equity, exposure, returns, init_cash, rf_bar)
-    mean = total / n
-    m2 = m3 = m4 = 0.0
-    S = blocks.shape[0]
+    centred = not power_sums_do(total, s2, n)
+    if centred:
+        s2, s3, s4 = _central_moments(returns, total / n)
     rf_series = rf.shape[0] > 0
-    n_parts = max(S, 1)
-    for b in range(n_parts):
-        lo = b * n // n_parts
-        hi = (b + 1) * n // n_parts
-        m2, m3, m4, s1, s2 = _central_moments(returns, mean, lo, hi, m2, m3, m4,
-                                              S > 0 and not rf_series, rf_bar)
-        if S > 0 and not rf_series:
-            blocks[b, 0] += s1
-            blocks[b, 1] += s2
-            blocks[b, 2] += hi - lo
-    if S > 0 and rf_series:
-        _excess_blocks(returns, rf, blocks)
-    m2 /= n
-    m3 /= n
-    m4 /= n
-    final = equity[n - 1]
+    if blocks.shape[0] > 0:
+        _excess_blocks(returns, rf_bar, rf, blocks)
     root_p = np.sqrt(periods_per_year)
-    out[TOTAL_RETURN] = final / init_cash - 1.0
-    out[CAGR] = _cagr(final, init_cash, periods_per_year, n)
-    out[VOLATILITY] = _volatility(m2, n, root_p)
-    # A constant rate shifts every return alike: the excess returns' mean is mean - rf_bar
-    # and their variance is the returns' (with rf_bar = 0, today's bits exactly).
-    out[SHARPE] = _sharpe(mean - rf_bar, m2, n, root_p)
-    out[SORTINO] = _sortino(mean - rf_bar, down, n, root_p)
-    out[MAX_DRAWDOWN] = worst
-    out[MAX_DRAWDOWN_DURATION] = longest
-    out[CALMAR] = out[CAGR] / worst if worst > 0.0 else np.nan
-    if n_closed > 0:
-        out[WIN_RATE] = n_wins / n_closed
-        if gross_loss > 0.0:
-            out[PROFIT_FACTOR] = gross_profit / gross_loss
-        elif gross_profit > 0.0:
-            out[PROFIT_FACTOR] = np.inf
-    mean_equity = equity_sum / n
-    years = n / periods_per_year
-    out[TURNOVER] = notional / 2.0 / mean_equity / years if mean_equity > 0.0 else np.nan
-    out[EXPOSURE] = share / n
-    out[FINAL_EQUITY] = final
-    out[SKEW] = _skew(m2, m3, n)
-    out[KURTOSIS] = _kurtosis(m2, m4, n)
+    finish_metrics(out, n, total, s2, s3, s4, centred, down, equity_sum, share, worst,
+                   longest, equity[n - 1], init_cash, periods_per_year, notional, n_closed,
+                   n_wins, gross_profit, gross_loss, rf_bar)
     if rf_series or bench.shape[0] > 0:
         me, mb, ma, vee, vbb, veb, vaa, down_e, growth = _market_moments(
             returns, rf_bar, rf, bench)
