@@ -58,11 +58,12 @@ from _common import format_table, load_str, machine_summary
 STOCKS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 SPACES = {
     "ma": ("ma_cross", {"fast": {"start": 2, "stop": 101, "step": 1},
-                        "slow": {"start": 2, "stop": 101, "step": 1}}, ["fast < slow"]),
+                        "slow": {"start": 2, "stop": 101, "step": 1}}, ["fast < slow"], {}),
     "breakout": ("breakout", {"channel": {"start": 5, "stop": 100, "step": 5},
                               "atr_window": {"start": 5, "stop": 50, "step": 5},
                               "atr_mult": {"start": 0.5, "stop": 5.0, "step": 0.5},
-                              "long_short": [False, True]}, []),
+                              "long_short": [False, True]}, [],
+                 {"allow_short": True}),  # long_short = true sells short
 }
 BATCH = 4  # the default batch on the 2-worker local cluster (two a worker thread)
 
@@ -70,17 +71,17 @@ BATCH = 4  # the default batch on the 2-worker local cluster (two a worker threa
 def spec_for(space: str, stock: str, search: dict[str, Any], name: str = "bench") -> Any:
     from sweep import SweepSpec
 
-    strategy, grid, constraints = SPACES[space]
+    strategy, grid, constraints, engine = SPACES[space]
     return SweepSpec(name=name, strategy=strategy, data=f"sample:stocks:{stock}", grid=grid,
-                     constraints=tuple(constraints), search=search)
+                     constraints=tuple(constraints), engine=engine, search=search)
 
 
 def grid_values(resolved: Any) -> np.ndarray:
     """Every combination's Sharpe ratio, by combination index (NaN: forbidden or none)."""
     import sweep
 
-    _, grid, constraints = SPACES_BY_STRATEGY[resolved.strategy.name]
-    frame = sweep.evaluate(resolved.panel, resolved.strategy.name, grid,
+    _, grid, constraints, _ = SPACES_BY_STRATEGY[resolved.strategy.name]
+    frame = sweep.evaluate(resolved.panel, resolved.strategy.name, grid, resolved.config,
                            constraints=constraints)
     values = np.full(resolved.grid.size, np.nan)
     values[frame["combo"].to_numpy()] = frame["sharpe"].to_numpy()

@@ -45,6 +45,7 @@ __all__ = [
     "LEAN_LOCAL_CONFIG",
     "WORKER_ENV",
     "ClusterError",
+    "Starting",
     "connect",
     "default_workers",
     "lean_local_config",
@@ -165,6 +166,69 @@ def connect(
     with _dispatch(target, workers=workers, timeout=timeout, dashboard=dashboard,
                    config=config, security=security) as client:
         yield client
+
+
+def starts_local(target: Any) -> bool:
+    """Does ``connect(target)`` start a local cluster (None or "local")?"""
+    return target is None or (isinstance(target, str) and target.strip() == "local")
+
+
+class Starting:
+    """``connect(target, ...)`` entered in a thread, so that the cluster starts (its
+    worker processes spawn, import and warm up) while this thread does other work, such
+    as validating and planning a sweep. :meth:`client` waits for it; :meth:`close` ends
+    what it started (waiting for the start to finish first); :meth:`close_later` does
+    the same in another thread, returning at once (join it with :meth:`wait_closed`).
+
+    Example:
+        >>> from cluster.connect import Starting
+        >>> starting = Starting("local", workers=1)                   # doctest: +SKIP
+        >>> starting.client().submit(sum, [1, 2]).result()            # doctest: +SKIP
+        3
+        >>> starting.close()                                          # doctest: +SKIP
+    """
+
+    def __init__(self, target: Any = None, **kwargs: Any) -> None:
+        import threading
+
+        self._cm = connect(target, **kwargs)
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._closer: Any = None
+        self._thread = threading.Thread(target=self._enter, name="backsweep-cluster-start",
+                                        daemon=True)
+        self._thread.start()
+
+    def _enter(self) -> None:
+        try:
+            self._client = self._cm.__enter__()
+        except BaseException as exc:  # raised again, in the caller's thread, by client()
+            self._error = exc
+
+    def client(self) -> Any:
+        """The client, once the cluster is up; the start's error if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._client
+
+    def close(self) -> None:
+        self._thread.join()
+        if self._client is not None:
+            client, self._client = self._client, None
+            del client
+            self._cm.__exit__(None, None, None)
+
+    def close_later(self) -> None:
+        import threading
+
+        self._closer = threading.Thread(target=self.close, name="backsweep-cluster-stop",
+                                        daemon=True)
+        self._closer.start()
+
+    def wait_closed(self) -> None:
+        if self._closer is not None:
+            self._closer.join()
 
 
 @contextmanager

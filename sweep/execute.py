@@ -2,17 +2,26 @@
 searches (:func:`execute`), and the watch that ends it promptly when the scheduler is lost.
 
 The loop keeps a bounded number of tasks in flight (``as_completed``): the work object (a
-grid's :class:`GridWork`, or a search's, see sweep.search.run) gives the first chunks,
-takes each result or failure and answers with the chunks to submit next. Workers that see
+grid's :class:`GridWork`, or a search's, see sweep.search.run) gives the first tasks,
+takes each result or failure and answers with the tasks to submit next. Workers that see
 the output folder write their chunks' files themselves; the others return Arrow tables
 that the client writes.
+
+What a task costs the client and the scheduler is what limits a big cluster (each is one
+process): finished tasks are taken in batches and their successors submitted in one
+message; a task whose worker wrote its files is never fetched (its result type says so);
+and a grid task holds as many consecutive chunks as keep the client and the scheduler
+under ``sweep.plan.ORCHESTRATION_SHARE`` of a core at the cluster's thread count, at the
+cost a task is measured to have during the sweep (:class:`Pacer`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -20,16 +29,24 @@ from typing import Any
 
 import cluster
 from strategies import unregister_module
-from sweep.plan import Chunk
+from sweep.plan import TASK_COST, Chunk, chunks_per_task
 from sweep.record import SweepRecord
 from sweep.spec import ResolvedSweep
 from sweep.store import ResultStore, StoreChangedError
 from sweep.warmup import warm_up
-from sweep.worker import StoreTarget, SweepContextPlugin, run_chunk, sees_store
+from sweep.worker import (
+    StoreTarget,
+    SweepContextPlugin,
+    Written,
+    run_chunk,
+    run_chunks,
+    sees_store,
+)
 
-__all__ = ["GridWork", "SchedulerLostError", "SchedulerWatch", "execute"]
+__all__ = ["GridWork", "Pacer", "SchedulerLostError", "SchedulerWatch", "execute"]
 
 logger = logging.getLogger("backsweep")
+_WRITTEN = f"{Written.__module__}.{Written.__qualname__}"  # Future.type of such a result
 
 
 class SchedulerLostError(RuntimeError):
@@ -38,17 +55,21 @@ class SchedulerLostError(RuntimeError):
 
 
 class GridWork:
-    """A grid's chunks for :func:`execute`: the chunk ids ``todo`` in order, at most
-    ``slots`` in flight; each result stored as it comes."""
+    """A grid's chunks for :func:`execute`: the chunk ids ``todo`` in order, in tasks of
+    ``per_task`` consecutive chunks (set by the :class:`Pacer`; always one with
+    ``fixed``), at most ``slots`` tasks in flight; each result stored as it comes."""
 
     def __init__(self, record: SweepRecord, todo: list[int], store: ResultStore,
-                 summary: Any, max_in_flight: int | None) -> None:
+                 summary: Any, max_in_flight: int | None, *, fixed: bool = False) -> None:
         self.plan = record.plan
         self.total = record.n_runs
-        self.pending = iter(todo)
+        self.pending = collections.deque(todo)
         self.store = store
         self.summary = summary
         self.max_in_flight = max_in_flight
+        self.fixed = fixed
+        self.per_task = 1
+        self.chunk_seconds = self.plan.chunk_seconds
         self.owner: StoreTarget | None = None
         self.bar: Any = None
         self.slots = 0
@@ -58,37 +79,101 @@ class GridWork:
         self.bar.update(self.store.count_runs()[0])
         return self.bar
 
-    def first(self, threads: int) -> list[Chunk]:
+    def first(self, threads: int) -> list[tuple[Chunk, ...]]:
         self.slots = 0
         return self.grow(threads)
 
-    def grow(self, threads: int) -> list[Chunk]:
-        """More chunks in flight when the cluster has more threads than before (workers
+    def grow(self, threads: int) -> list[tuple[Chunk, ...]]:
+        """More tasks in flight when the cluster has more threads than before (workers
         that join after the start, as a batch system's do): about three a thread."""
         slots = self.max_in_flight or max(4, 3 * threads)
         extra, self.slots = max(0, slots - self.slots), max(self.slots, slots)
-        return [self.plan.chunk(cid) for _, cid in zip(range(extra), self.pending,
-                                                       strict=False)]
+        return self._take(extra)
 
-    def _next(self) -> list[Chunk]:
-        nxt = next(self.pending, None)
-        return [] if nxt is None else [self.plan.chunk(nxt)]
+    def pace(self, threads: int, pacer: Pacer) -> None:
+        """Chunks a task from now on (one with ``fixed``)."""
+        if not self.fixed:
+            self.per_task = pacer.chunks_per_task(threads, self.chunk_seconds,
+                                                  len(self.pending))
 
-    def collect(self, chunk: Chunk, result: Any) -> list[Chunk]:
-        _store_result(self.store, chunk.chunk_id, result, self.owner, self.bar, self.summary)
-        return self._next()
+    def _take(self, tasks: int) -> list[tuple[Chunk, ...]]:
+        out = []
+        for _ in range(tasks):
+            if not self.pending:
+                break
+            task = [self.pending.popleft()]
+            while (len(task) < self.per_task and self.pending
+                   and self.pending[0] == task[-1] + 1):
+                task.append(self.pending.popleft())
+            out.append(tuple(self.plan.chunk(cid) for cid in task))
+        return out
 
-    def failed(self, chunk: Chunk, why: str) -> list[Chunk]:
-        self.summary.failed_chunks[chunk.chunk_id] = why
-        return self._next()
+    def collect(self, task: tuple[Chunk, ...], result: Any) -> list[tuple[Chunk, ...]]:
+        windows = self.plan.n_windows
+        for k, chunk in enumerate(task):
+            if isinstance(result, Written) or result is None:  # the worker wrote them all
+                self.bar.update(chunk.size * windows)
+                self.summary.runs_computed += chunk.size * windows
+                self.summary.chunks_run += 1
+            else:
+                _store_result(self.store, chunk.chunk_id, result[k], self.owner, self.bar,
+                              self.summary)
+        return self._take(1)
+
+    def failed(self, task: tuple[Chunk, ...], why: str) -> list[tuple[Chunk, ...]]:
+        for chunk in task:
+            self.summary.failed_chunks[chunk.chunk_id] = why
+        return self._take(1)
+
+
+class Pacer:
+    """What a task costs the client and the scheduler, measured as the sweep runs: CPU
+    seconds of this process (the client, and the scheduler too when it runs here, as a
+    LocalCluster's does) and of a separate scheduler's process (read by the watch), over
+    the tasks finished meanwhile. It starts from ``sweep.plan.TASK_COST``."""
+
+    def __init__(self, c: Any, watch: SchedulerWatch) -> None:
+        self.watch = watch
+        self.cost = TASK_COST
+        self.tasks = 0
+        self.submitted = 0
+        self.measured = 0
+        self.watch.scheduler_cpu = None if _scheduler_is_here(c) else 0.0
+        self._mark = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        sched = self.watch.scheduler_cpu or 0.0
+        # a task is submitted once and finishes once: half of its cost each
+        return (time.monotonic(), time.process_time(), sched,
+                0.5 * (self.submitted + self.tasks))
+
+    def submitted_tasks(self, tasks: int) -> None:
+        self.submitted += tasks
+
+    def finished(self, tasks: int) -> None:
+        """``tasks`` more tasks done; every couple of seconds, a new measurement."""
+        self.tasks += tasks
+        now = self._now()
+        t0, client0, sched0, tasks0 = self._mark
+        if now[0] - t0 < 2.0 or now[3] - tasks0 < 8:
+            return
+        cost = ((now[1] - client0) + max(0.0, now[2] - sched0)) / (now[3] - tasks0)
+        self.cost = cost if self.measured == 0 else 0.5 * (self.cost + cost)
+        self.measured += 1
+        self._mark = now
+
+    def chunks_per_task(self, threads: int, chunk_seconds: float | None,
+                        pending: int) -> int:
+        return chunks_per_task(threads, chunk_seconds or 0.5, self.cost, pending)
 
 
 def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: ResultStore,
             c: Any, worker_writes: bool, progress: bool, summary: Any) -> None:
-    """Run ``work``'s chunks on the cluster until none is left in flight. ``work`` (a
-    grid's :class:`GridWork`, or a search's) gives the first chunks (``first``), takes
-    each result (``collect``) or failure (``failed``) and answers with the chunks to
-    submit next, and draws the progress bar (``progress_bar``)."""
+    """Run ``work``'s tasks on the cluster until none is left in flight. ``work`` (a
+    grid's :class:`GridWork`, or a search's) gives the first tasks (``first``), takes
+    each result (``collect``) or failure (``failed``) and answers with the tasks to
+    submit next, and draws the progress bar (``progress_bar``). A grid's task is a tuple
+    of chunks (``run_chunks``), a search's one chunk (``run_chunk``)."""
     from distributed import as_completed
 
     # One context per call: a concurrent sweep of the same spec (maybe cut into other
@@ -109,17 +194,28 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
         ) from None
     watch = SchedulerWatch(c, _scheduler_window())
     summary.worker_threads = watch.sample_threads()
+    pacer = Pacer(c, watch)
     bar = work.progress_bar(progress)
-    chunk_of: dict[Any, Any] = {}
+    task_of: dict[Any, Any] = {}
     owner = StoreTarget(store.url, uuid.uuid4().hex)
     work.owner = owner
     target = owner if worker_writes else None
 
-    def submit(chunk: Any) -> Any:
-        fut = c.submit(run_chunk, key, chunk, target, retries=2,
-                       key=f"backsweep-{key}-{chunk.name}")
-        chunk_of[fut.key] = chunk
-        return fut
+    def submit(tasks: list[Any]) -> list[Any]:
+        """One message to the scheduler for all of ``tasks``."""
+        grid = [t for t in tasks if isinstance(t, tuple)]
+        other = [t for t in tasks if not isinstance(t, tuple)]
+        futures = []
+        for fn, group in ((run_chunks, grid), (run_chunk, other)):
+            if not group:
+                continue
+            names = [f"backsweep-{key}-{_task_name(t)}" for t in group]
+            n = len(group)
+            futures += c.map(fn, [key] * n, group, [target] * n, key=names, retries=2,
+                             pure=False)
+            task_of.update(zip(names, group, strict=True))
+        pacer.submitted_tasks(len(futures))
+        return futures
 
     # The token marks the folder as this call's: workers that read it write their chunks
     # themselves, and nobody (worker or client) writes once it has changed (another sweep
@@ -127,28 +223,36 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
     store.token.write_text(owner.token)
     first_submit = time.perf_counter()
     threads = summary.worker_threads
-    running = as_completed([submit(chunk) for chunk in work.first(threads)])
+    if hasattr(work, "pace"):
+        work.pace(threads, pacer)
+    running = as_completed(submit(work.first(threads)))
     watch.start(running.clear)
     try:
-        for fut in running:
-            chunk = chunk_of.pop(fut.key)
+        for batch in running.batches():
             if watch.lost or c.status != "running":
                 continue  # the scheduler's tasks are gone: nothing more to submit
+            nxt: list[Any] = []
             try:
-                result = _result(fut, watch)
-            except Exception as exc:  # e.g. KilledWorker after its retries
-                if watch.lost or c.status != "running" or fut.status == "cancelled":
-                    continue  # lost with the scheduler, not a failure of the chunk
-                nxt = work.failed(chunk, f"{type(exc).__name__}: {exc}"[:500])
-            else:
-                nxt = work.collect(chunk, result)
-                summary.compute_seconds = time.perf_counter() - first_submit
-            fut.release()
+                outcomes = _outcomes(c, batch, task_of, watch)
+            except SchedulerLostError:
+                continue  # the watch has the verdict; it cleared what is running
+            for task, result, error in outcomes:
+                if error is not None:
+                    nxt += work.failed(task, error)
+                else:
+                    nxt += work.collect(task, result)
+                    summary.compute_seconds = time.perf_counter() - first_submit
+            for fut in batch:
+                fut.release()
+            pacer.finished(len(batch))
             if watch.max_threads > threads and hasattr(work, "grow"):
                 threads = watch.max_threads  # workers joined: fill their slots too
-                nxt = [*nxt, *work.grow(threads)]
-            for chunk in nxt:
-                running.add(submit(chunk))
+                work.pace(threads, pacer)
+                nxt += work.grow(threads)
+            elif hasattr(work, "pace"):
+                work.pace(threads, pacer)
+            if nxt:
+                running.update(submit(nxt))
         verdict = watch.verdict(after_loss=c.status != "running")
     except BaseException:
         running.clear()
@@ -160,6 +264,8 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
             with contextlib.suppress(Exception):
                 watch.sample_threads()
         summary.worker_threads = max(summary.worker_threads, watch.max_threads)
+        summary.task_cost = pacer.cost
+        summary.tasks_run = pacer.tasks
         _release_token(owner)
         # Don't leave the sweep's data on a long-lived cluster (teardown drops it).
         if watch.lost is None:
@@ -181,6 +287,82 @@ def execute(resolved: ResolvedSweep, record: SweepRecord, work: Any, store: Resu
             f"lost the Dask scheduler at {watch.address}: {verdict}. {_on_disk(store, record)}"
             f" in {store.root}; rerun the same command against a live cluster to resume "
             "(finished chunks are not recomputed)")
+
+
+def _task_name(task: Any) -> str:
+    """What tells a task apart in its key: its chunks' combination range."""
+    if isinstance(task, tuple):
+        first, last = task[0], task[-1]
+        return first.name if first is last else f"{first.start}-{last.stop}"
+    return task.name
+
+
+def _outcomes(c: Any, batch: list[Any], task_of: dict[Any, Any], watch: SchedulerWatch
+              ) -> list[tuple[Any, Any, str | None]]:
+    """(task, result, None) or (task, None, why it failed) for each finished future of
+    ``batch``; futures lost with the scheduler (or cancelled) are left out. Results that
+    the workers wrote themselves are not fetched; the others are, in one request."""
+    out: list[tuple[Any, Any, str | None]] = []
+    fetch = []
+    for fut in batch:
+        task = task_of.pop(fut.key)
+        if fut.status == "finished":
+            if fut.type == _WRITTEN:
+                out.append((task, None, None))
+            else:
+                fetch.append((fut, task))
+        elif fut.status == "error":  # e.g. KilledWorker after its retries
+            exc = fut.exception()
+            out.append((task, None, f"{type(exc).__name__}: {exc}"[:500]))
+        # cancelled: lost with the scheduler, not a failure of the chunk
+    if fetch:
+        try:
+            results = _gather(c, [f for f, _ in fetch], watch)
+        except SchedulerLostError:
+            raise
+        except Exception:  # one of them failed meanwhile: fetch them one by one
+            results = None
+        for k, (fut, task) in enumerate(fetch):
+            if results is not None:
+                out.append((task, results[k], None))
+                continue
+            try:
+                out.append((task, _result(fut, watch), None))
+            except SchedulerLostError:
+                raise
+            except Exception as exc:
+                if watch.lost or c.status != "running" or fut.status == "cancelled":
+                    continue
+                out.append((task, None, f"{type(exc).__name__}: {exc}"[:500]))
+    return out
+
+
+def _gather(c: Any, futures: list[Any], watch: SchedulerWatch) -> list[Any]:
+    """The results of finished futures, in one request, waited on in slices as in
+    :func:`_result` (one request throughout: a large batch may take longer than a slice
+    to arrive)."""
+    import asyncio
+
+    pending = asyncio.run_coroutine_threadsafe(c._gather(futures), c.loop.asyncio_loop)
+    while True:
+        try:
+            return pending.result(timeout=1.0)
+        except TimeoutError:
+            if watch.lost:
+                pending.cancel()
+                raise SchedulerLostError(watch.lost) from None
+
+
+def _scheduler_is_here(c: Any) -> bool:
+    """Does the scheduler run in this process (a LocalCluster started here)?"""
+    from distributed.scheduler import Scheduler
+
+    if isinstance(getattr(getattr(c, "cluster", None), "scheduler", None), Scheduler):
+        return True
+    try:
+        return c.run_on_scheduler(os.getpid) == os.getpid()
+    except Exception:
+        return False
 
 
 def _on_disk(store: ResultStore, record: SweepRecord) -> str:
@@ -258,6 +440,9 @@ class SchedulerWatch:
         self.address = getattr(client.scheduler, "address", "?")
         self.lost: str | None = None
         self.max_threads = 0
+        # CPU seconds of a scheduler that runs in another process, read every few
+        # seconds when set to a number (None: not read; see Pacer)
+        self.scheduler_cpu: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_lost: Any = None
@@ -298,6 +483,7 @@ class SchedulerWatch:
 
     def _run(self) -> None:
         connecting_since: float | None = None
+        cpu_read = time.monotonic()
         while not self._stop.wait(self.interval):
             status = self.client.status
             if status in ("closing", "closed"):
@@ -321,3 +507,9 @@ class SchedulerWatch:
             except Exception:
                 continue  # the connection is dropping: the status says what happens next
             self.max_threads = max(self.max_threads, sum(threads.values()))
+            if self.scheduler_cpu is not None and time.monotonic() - cpu_read > 4.0:
+                cpu_read = time.monotonic()
+                with contextlib.suppress(Exception):  # a scheduler that runs no client code
+                    self.scheduler_cpu = float(self.client.sync(
+                        self.client._run_on_scheduler, time.process_time,
+                        callback_timeout=self.window))

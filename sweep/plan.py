@@ -11,6 +11,7 @@ to be evaluated on (all of them, or one at a time when pruning)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +22,20 @@ import numpy as np
 if TYPE_CHECKING:
     from sweep.spec import ResolvedSweep
 
-__all__ = ["TARGET_SECONDS", "Chunk", "Plan", "TrialChunk", "calibrate_chunk_size",
+__all__ = ["ORCHESTRATION_SHARE", "TARGET_SECONDS", "TASK_COST", "Chunk", "Plan",
+           "TrialChunk", "calibrate_chunk_size", "chunk_seconds", "chunks_per_task",
            "seconds_per_combo"]
 
 # A task should take ~0.5-2 s: far above Dask's per-task cost (a few ms on the
 # scheduler and the client), and short enough that the last tasks end together.
 TARGET_SECONDS = 0.5
+# On a big cluster a chunk lasts longer: the client and the scheduler handle every task,
+# each in one process, and together they should need at most this share of a core ...
+ORCHESTRATION_SHARE = 0.25
+# ... at what a task costs them (CPU seconds, client + scheduler) before the sweep has
+# measured it (sweep.execute measures it as it goes and puts more chunks in a task when
+# it costs more; see docs/cluster.md, "Going big").
+TASK_COST = 0.001
 CALIBRATION_CALLS = 7      # timed calls of the sample, at most ...
 CALIBRATION_SECONDS = 0.5  # ... or until they took this long
 MAX_CHUNK = 200_000
@@ -103,6 +112,14 @@ class Plan:
     chunk_size: int
     n_combos: int
     n_windows: int
+    seconds_per_combo: float | None = None  # the calibration (one thread), if measured
+
+    @property
+    def chunk_seconds(self) -> float | None:
+        """About how long a chunk takes on one worker thread (None: not calibrated)."""
+        if not self.seconds_per_combo:
+            return None
+        return self.seconds_per_combo * self.chunk_size
 
     @property
     def n_chunks(self) -> int:
@@ -118,6 +135,37 @@ class Plan:
     def chunks(self) -> Iterator[Chunk]:
         for chunk_id in range(self.n_chunks):
             yield self.chunk(chunk_id)
+
+
+def chunk_seconds(threads: int, task_cost: float = TASK_COST) -> float:
+    """How long a chunk should take on a cluster of ``threads`` worker threads: half a
+    second, or longer when the cluster is so big that ``threads`` tasks of half a second
+    would keep the client and the scheduler busy more than ORCHESTRATION_SHARE of a core
+    (``task_cost`` CPU seconds a task).
+
+    Example:
+        >>> chunk_seconds(2), chunk_seconds(1000)
+        (0.5, 4.0)
+    """
+    return max(TARGET_SECONDS, max(threads, 1) * task_cost / ORCHESTRATION_SHARE)
+
+
+def chunks_per_task(threads: int, chunk_seconds: float, task_cost: float,
+                    pending: int | None = None) -> int:
+    """Chunks one task should hold so that the client and the scheduler, at ``task_cost``
+    CPU seconds a task, need at most ORCHESTRATION_SHARE of a core to keep ``threads``
+    worker threads busy with chunks of ``chunk_seconds``; fewer near the end (``pending``
+    chunks left), so that every thread still gets a share of the last ones.
+
+    Example:
+        >>> chunks_per_task(1000, 0.5, 0.002), chunks_per_task(1000, 0.5, 0.002, 3000)
+        (16, 1)
+    """
+    want = math.ceil(max(threads, 1) * task_cost
+                     / (ORCHESTRATION_SHARE * max(chunk_seconds, 1e-6)))
+    if pending is not None:
+        want = min(want, pending // (2 * max(threads, 1)))
+    return max(1, want)
 
 
 def calibrate_chunk_size(resolved: ResolvedSweep, target_seconds: float = TARGET_SECONDS,

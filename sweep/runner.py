@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cluster
+from cluster.connect import Starting, starts_local
 from sweep.execute import (  # noqa: F401 (the cluster part, importable from here as before)
     GridWork,
     SchedulerLostError,
@@ -24,7 +25,13 @@ from sweep.execute import (  # noqa: F401 (the cluster part, importable from her
     _release_token,
     execute,
 )
-from sweep.plan import TARGET_SECONDS, Plan, calibrate_chunk_size, seconds_per_combo
+from sweep.plan import (
+    TARGET_SECONDS,
+    Plan,
+    calibrate_chunk_size,
+    chunk_seconds,
+    seconds_per_combo,
+)
 from sweep.record import ComputeRate, DataInfo, RecordError, SweepRecord, WindowInfo, now
 from sweep.spec import ResolvedSweep, SpecError, SweepSpec
 from sweep.store import ResultStore, StoreError
@@ -51,6 +58,8 @@ class SweepSummary:
     runs_computed: int = 0        # by this call (resumed chunks are not counted)
     compute_seconds: float = 0.0  # first task submitted -> last result in
     worker_threads: int = 0       # the most the cluster had while this call ran
+    tasks_run: int = 0            # tasks (of one or more chunks) this call finished
+    task_cost: float = 0.0        # CPU seconds a task cost the client and the scheduler
     search: Any = None            # an adaptive search: its sweep.record.SearchInfo
 
     @property
@@ -132,46 +141,83 @@ def run_sweep(
         >>> sweep.load_results("results/ma_demo").collect()             # doctest: +SKIP
     """
     started = time.perf_counter()
-    if isinstance(spec, ResolvedSweep):
-        resolved = spec
-    else:
-        resolved = (spec if isinstance(spec, SweepSpec) else SweepSpec.from_toml(spec)).resolve()
-    spec = resolved.spec
-    store = ResultStore.at(out or "results", spec.name)
-    record = _open_store(store, resolved, overwrite)  # refuses before any cluster work
+    target = _default_client(client)
+    # A local cluster starts while the spec is validated and planned (its processes
+    # spawn, import and warm up meanwhile); bad input stops it before any work.
+    starting = (Starting(target, workers=workers, config=cluster_config)
+                if starts_local(target) else None)
+    try:
+        if isinstance(spec, ResolvedSweep):
+            resolved = spec
+        else:
+            resolved = (spec if isinstance(spec, SweepSpec)
+                        else SweepSpec.from_toml(spec)).resolve()
+        spec = resolved.spec
+        store = ResultStore.at(out or "results", spec.name)
+        record = _open_store(store, resolved, overwrite)  # refuses before any cluster work
+    except BaseException:
+        if starting is not None:
+            starting.close_later()  # nothing to wait for: it computed nothing
+        raise
     summary = SweepSummary(store.root)
     if resolved.search is not None:
         from sweep.search.run import run_search
 
-        return run_search(resolved, record, store, summary, started, client=client,
-                          workers=workers, cluster_config=cluster_config,
-                          overwrite=overwrite, chunk_size=chunk_size,
-                          worker_writes=worker_writes, progress=progress)
+        try:
+            return run_search(resolved, record, store, summary, started,
+                              client=target if starting is None else starting.client(),
+                              workers=workers, cluster_config=cluster_config,
+                              overwrite=overwrite, chunk_size=chunk_size,
+                              worker_writes=worker_writes, progress=progress)
+        finally:
+            if starting is not None:
+                starting.close()
     todo: list[int] = []
     if record is not None:
         todo = _resume(store, resolved, record.plan, summary)
-    with contextlib.ExitStack() as stack:
-        # Connect (or start the local cluster) before writing: an unreachable cluster is
-        # bad input with nothing written. A finished sweep needs no cluster at all.
-        c = None
-        if record is None or todo:
-            c = stack.enter_context(cluster.connect(_default_client(client), workers=workers,
-                                                    config=cluster_config))
-        if record is None:
-            _fresh_store(store, overwrite)
-            record = _new_record(resolved, chunk_size or calibrate_chunk_size(resolved))
-            store.write_record(record)
-            todo = list(range(record.plan.n_chunks))
-        summary.chunks_total = record.plan.n_chunks
-        summary.chunks_skipped = record.plan.n_chunks - len(todo)
-        if todo:
-            record.status = "running"
-            store.write_record(record)
-            work = GridWork(record, todo, store, summary, max_in_flight)
-            with interrupted(store, record):
-                execute(resolved, record, work, store, c, worker_writes, progress, summary)
+    plan = None
+    if record is None and starting is not None:
+        # calibrated while the local cluster starts: not on the sweep's critical path
+        plan = _new_record(resolved, chunk_size, threads=workers or cluster.default_workers())
+    done_with_cluster = False
+    try:
+        with contextlib.ExitStack() as stack:
+            # Connect (or wait for the local cluster) before writing: an unreachable
+            # cluster is bad input with nothing written. A finished sweep needs none.
+            c = None
+            if record is None or todo:
+                c = (starting.client() if starting is not None else stack.enter_context(
+                    cluster.connect(target, workers=workers, config=cluster_config)))
+            if record is None:
+                _fresh_store(store, overwrite)
+                record = plan or _new_record(resolved, chunk_size,
+                                             threads=sum(c.nthreads().values()))
+                store.write_record(record)
+                todo = list(range(record.plan.n_chunks))
+            summary.chunks_total = record.plan.n_chunks
+            summary.chunks_skipped = record.plan.n_chunks - len(todo)
+            if todo:
+                record.status = "running"
+                store.write_record(record)
+                work = GridWork(record, todo, store, summary, max_in_flight,
+                                fixed=chunk_size is not None)
+                with interrupted(store, record):
+                    execute(resolved, record, work, store, c, worker_writes, progress,
+                            summary)
+            done_with_cluster = True
+    finally:
+        if starting is not None:
+            if done_with_cluster:
+                starting.close_later()  # the cluster stops while the summary is computed
+            else:
+                starting.close()
     complete = len(store.done_chunks(record.plan.n_windows)) == record.plan.n_chunks
-    return _finish(store, resolved, record, summary, bool(todo), started, complete)
+    try:
+        return _finish(store, resolved, record, summary, bool(todo), started, complete)
+    finally:
+        if starting is not None:
+            starting.wait_closed()
+
 
 
 @contextlib.contextmanager
@@ -379,14 +425,21 @@ def _resume(store: ResultStore, resolved: ResolvedSweep, plan: Plan,
     return [cid for cid in range(plan.n_chunks) if cid not in done]
 
 
-def _new_record(resolved: ResolvedSweep, chunk_size: int) -> SweepRecord:
+def _new_record(resolved: ResolvedSweep, chunk_size: int | None, *, threads: int = 0
+                ) -> SweepRecord:
+    """A new sweep's record. Without ``chunk_size``, chunks are calibrated to last
+    ``chunk_seconds(threads)`` (half a second, longer on a big cluster)."""
     spec, panel = resolved.spec, resolved.panel
+    per_combo = None
+    if chunk_size is None:
+        per_combo = seconds_per_combo(resolved)
+        chunk_size = calibrate_chunk_size(resolved, chunk_seconds(threads), per_combo)
     return SweepRecord(
         name=spec.name, digest=spec.digest, spec=spec.to_dict(),
         fingerprint=resolved.fingerprint,
         data=DataInfo(spec.to_dict()["data"], panel.n_bars, panel.n_assets,
                        str(panel.timestamps[0]), str(panel.timestamps[-1])),
-        plan=Plan(chunk_size, resolved.n_combos, len(resolved.windows)),
+        plan=Plan(chunk_size, resolved.n_combos, len(resolved.windows), per_combo),
         windows=[WindowInfo.of(w) for w in resolved.windows],
         n_runs=resolved.n_runs, objective=resolved.selection.objective,
         versions=cluster.package_versions(),

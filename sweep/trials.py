@@ -14,7 +14,6 @@ import math
 import numpy as np
 import polars as pl
 
-from engine import METRIC_NAMES
 from sweep.record import WindowVerdict, finite_or_none
 from sweep.schema import BLOCK_COLUMNS, ERROR
 from sweep.select import Selection, select_best
@@ -49,15 +48,31 @@ def window_verdict(runs: pl.LazyFrame, window: Window, selection: Selection | No
         blocks = lf.select(BLOCK_COLUMNS).collect()
         stats = [np.stack(blocks[c].to_numpy()) for c in BLOCK_COLUMNS]
         out.pbo = finite_or_none(pbo_from_block_stats(*stats).pbo)
-    cols = [c for c in dict.fromkeys(["run_id", "combo", *METRIC_NAMES]) if c in names]
-    trials = lf.select(cols).collect()
-    best = select_best(trials, selection)
+    # Only the columns each step needs, so that a window of millions of trials fits in
+    # memory: the best by the selection from (row, combo, the columns it ranks and
+    # filters on), then that one row's DSR inputs, and every trial's Sharpe ratio in
+    # the table's order (the variance is the same computation on the same numbers).
+    numbered = lf.with_row_index(_ROW)
+    used = {"combo", selection.objective, *_filter_columns(selection)}
+    ranked = numbered.select([_ROW, *(c for c in names if c in used)])
+    best = select_best(ranked, selection)
     if best.height == 0:
         return out
-    b = best.row(0, named=True)
+    want = [c for c in ("run_id", "sharpe", "n_bars", "skew", "kurtosis") if c in names]
+    b = (numbered.filter(pl.col(_ROW) == best[_ROW][0]).select(want).collect()
+         .row(0, named=True))
+    srs = lf.select("sharpe").collect()["sharpe"].to_numpy()
     scale = math.sqrt(window.bars_per_year)
     dsr = deflated_sharpe_ratio(b["sharpe"] / scale, b["n_bars"], b["skew"], b["kurtosis"],
-                                trial_srs=trials["sharpe"].to_numpy() / scale)
+                                trial_srs=srs / scale)
     out.dsr = finite_or_none(dsr)
     out.best_run_id = b.get("run_id")
     return out
+
+
+_ROW = "__backsweep_row"
+
+
+def _filter_columns(selection: Selection) -> set[str]:
+    """The columns the selection's filters read."""
+    return {name for f in selection.filters for name in pl.sql_expr(f).meta.root_names()}

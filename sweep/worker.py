@@ -36,8 +36,8 @@ from sweep.store import ResultStore, StoreChangedError
 from sweep.windows import Window
 
 __all__ = [
-    "StoreTarget", "SweepContextPlugin", "TrialResult", "chunk_tables", "context", "run_chunk",
-    "sees_store", "trial_tables",
+    "StoreTarget", "SweepContextPlugin", "TrialResult", "Written", "chunk_tables", "context",
+    "run_chunk", "run_chunks", "sees_store", "trial_tables",
 ]
 
 logger = logging.getLogger("backsweep")
@@ -173,6 +173,22 @@ def run_chunk(key: str, chunk: Chunk | TrialChunk, target: StoreTarget | None = 
             return tables  # the client has gone or moved on; it decides what to keep
         return [table.num_rows for table in tables]
     return tables
+
+
+class Written(tuple):
+    """What a task of :func:`run_chunks` returns when its worker wrote every chunk's files
+    itself: each chunk's runs a window. The client tells it from the task's result type
+    (``Future.type``), without fetching it."""
+
+
+def run_chunks(key: str, chunks: Sequence[Chunk], target: StoreTarget | None = None
+               ) -> Written | list[list[pa.Table] | list[int]]:
+    """Consecutive grid chunks in one task (a big cluster's tasks hold several, so that
+    the client and the scheduler handle fewer): :func:`run_chunk` each, in order."""
+    out = [run_chunk(key, chunk, target) for chunk in chunks]
+    if all(isinstance(n, int) for runs in out for n in runs):
+        return Written(tuple(runs) for runs in out)
+    return out
 
 
 def _run_trials(key: str, chunk: TrialChunk, target: StoreTarget | None

@@ -311,7 +311,8 @@ def test_tasks_in_flight_stay_bounded_for_a_200000_run_plan(procs: DaskProcesses
     """200,000 runs in 400 chunks: the scheduler never has more than ``max_in_flight`` of
     the sweep's tasks unfinished at once, nor holds many more at all (submitting
     everything would put 400 there; a finished task is held until the client, having
-    stored its result, releases it)."""
+    stored its result, releases it: finished tasks are taken in batches, so up to a batch
+    of them, at most ``max_in_flight``, wait for their release next to the running ones)."""
     import sweep
 
     procs.ensure_workers(2)
@@ -325,7 +326,7 @@ def test_tasks_in_flight_stay_bounded_for_a_200000_run_plan(procs: DaskProcesses
     assert summary.ok and summary.n_runs == BIG_RUNS
     assert sum(counts["done_by"].values()) == BIG_RUNS // 500
     assert 2 <= counts["peak_in_flight"] <= bound, sorted(counts["at_peak"].items())
-    assert counts["peak"] <= bound + 2, sorted(counts["at_peak"].items())
+    assert counts["peak"] <= 2 * bound + 2, sorted(counts["at_peak"].items())
     assert counts["live"] == 0  # nothing left behind on the scheduler
 
 
