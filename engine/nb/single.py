@@ -57,6 +57,10 @@ from ``centre`` (0: the powers themselves), of squared negative excess returns, 
 and of exposure shares, the peak, the deepest drawdown, the bars below the peak now and at
 most; and the current PBO block's sum and sum of squares of excess returns."""
 
+# No helper here is inline="always": Numba's own (IR-level) inlining of them into
+# run_events made a cold cache compile it for ~85 s and 2 GB per signature (a new user's
+# first sweep waited three minutes); LLVM inlines what pays, and the MA grid runs as fast
+# without it (benchmarks/README.md, 2026-12-06).
 _TWO52 = 4503599627370496.0  # 2**52
 ADD_N_MIN = 32
 """Equal additions below which a plain loop costs less than :func:`add_n` (~10 ns a
@@ -79,7 +83,7 @@ def _from_bits(typingctx, i):
     return types.float64(types.int64), codegen
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def add_n(s, c, k):
     """The bits of ``k`` sequential additions ``s = s + c``, in a few steps.
 
@@ -134,7 +138,7 @@ def add_n(s, c, k):
 
 
 # ------------------------------------------------------------------ one bar into the sums
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _bar(sums, x, share_term, rf_bar, centre, with_blocks):
     """A bar of equity ``x`` (exposure share ``share_term``) into the sums: the
     operations of engine.nb.metrics._sums_and_drawdown (and _central_moments, around
@@ -162,7 +166,7 @@ def _bar(sums, x, share_term, rf_bar, centre, with_blocks):
                 sums.share + share_term, peak, worst, run, longest, b1, b2)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _share(cash, v, x):
     """The exposure share |v| / x of a bar (0 without exposure or equity); exactly 1 for
     an all-in account (cash 0, v > 0: x = 0 + v = v), without the division."""
@@ -172,7 +176,7 @@ def _share(cash, v, x):
     return g / x if g != 0.0 and x > 0.0 else 0.0
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _record_bar(acct, sums, c, rf_bar, centre, with_blocks):
     """The bar with close ``c``, with the account after its fills: equity
     ``cash + pos * c`` (the cash alone when flat), gross exposure ``|pos * c|``."""
@@ -184,7 +188,7 @@ def _record_bar(acct, sums, c, rf_bar, centre, with_blocks):
     return _bar(sums, cash, 0.0, rf_bar, centre, with_blocks)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _flat(sums, cash, k, rf_bar, centre, with_blocks):
     """k more flat bars after one that ended with this ``cash`` (finite, not 0): each
     returns cash / cash - 1 = 0 exactly, so the returns' sum does not move, the powers of
@@ -235,7 +239,7 @@ def _flat(sums, cash, k, rf_bar, centre, with_blocks):
 
 
 # ------------------------------------------------------------------ fills and decisions
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _fill(acct, book, cfg, q, price):
     """engine.nb.fills.fill_order and engine.nb.trades.apply_fill for the one asset: what
     the metrics need (cash, position, the trade's pnl and counts, fees, notional)."""
@@ -286,7 +290,7 @@ def _fill(acct, book, cfg, q, price):
                  book.n_dropped, book.n_refused, fees, notional, book.init_cash))
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _order(acct, cfg, w, c):
     """engine.nb.simulate._decide for the one asset with weight ``w`` and close ``c``:
     ``(order quantity (0 = none), refused)``."""
@@ -317,7 +321,7 @@ def _order(acct, cfg, w, c):
 
 
 # ------------------------------------------------------------------ the run
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _block_end(sums, blocks, part, t0, n, S):
     """Store block ``part``'s statistics (it ended on this bar) and return the next
     block's index and end (past empty blocks; t0 + n + 1: none left)."""
@@ -332,7 +336,7 @@ def _block_end(sums, blocks, part, t0, n, S):
     return part, (t0 + (part + 1) * n // S if part < S else t0 + n + 1)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
     """The run over bars t0..t1-1 with the instructions ``ev`` (bars, weights): its
     account, book and sums (the powers of the returns' deviations from ``centre``)."""
