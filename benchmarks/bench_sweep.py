@@ -101,7 +101,7 @@ def inprocess_child(args: argparse.Namespace) -> None:
     resolved = spec.resolve()
     after_inputs = peak_rss_mb()
     panel, cfg = resolved.panel, resolved.config
-    if resolved.windows != [(0, panel.n_bars)]:
+    if [(w.start_bar, w.end_bar) for w in resolved.windows] != [(0, panel.n_bars)]:
         raise SystemExit("the in-process baseline supports whole-panel sweeps only")
     grid = dict(spec.grid)
     small = {k: _first_two(v) for k, v in grid.items()}
@@ -191,7 +191,7 @@ def chunks_child(args: argparse.Namespace) -> None:
                   lambda t=table, p=prepared: evaluate_windows(
                       panel, strat, t, cfg, windows, blocks=blocks, prepared=p))
             clock("run ids (a template, a hash a run)",
-                  lambda t=table: [run_ids(resolved, t, w) for w in range(len(windows))])
+                  lambda t=table: [run_ids(resolved, t, w) for w in windows])
             arrow = clock("run_chunk: the whole task (segment cached)",
                           lambda ch=ch: run_chunk(key, ch))
             clock("Parquet write of the task's tables (the store's atomic write)",
