@@ -20,6 +20,7 @@ dashboard listens on (127.0.0.1 when it listens there only), not the scheduler's
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import ipaddress
 import json
@@ -329,6 +330,13 @@ def _started(build: Callable[[], Any], timeout: float, source: str | None) -> It
                      source=source) as client:
             yield client
     finally:
+        # Workers before the scheduler: a worker whose scheduler closes before the close
+        # message reaches it logs a failed heartbeat with a traceback (seen on a loaded
+        # machine at the end of a sweep).
+        if hasattr(started, "scale") and hasattr(started, "_correct_state"):
+            with contextlib.suppress(Exception):
+                started.scale(0)
+                started.sync(started._correct_state)
         started.close()
 
 

@@ -145,6 +145,19 @@ def _bar_returns(equity, init_cash, returns):
         returns[t] = equity[t] / equity[t - 1] - 1.0
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def drawdown_step(x, peak, worst, run, longest):
+    """Equity ``x`` of the next bar into the running peak, the deepest drawdown (a
+    fraction) and the bars below the peak, now and at most: the new four."""
+    if x >= peak:
+        return x, worst, 0, longest
+    run += 1
+    longest = max(longest, run)
+    if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
+        worst = 1.0 - x / peak
+    return peak, worst, run, longest
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
     """Sums of returns and of their squares, cubes and 4th powers, of squared negative
@@ -171,14 +184,7 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
         down += e * e if e < 0.0 else 0.0
         equity_sum += x
         share += g / x if g != 0.0 and x > 0.0 else 0.0
-        if x >= peak:
-            peak = x
-            run = 0
-        else:
-            run += 1
-            longest = max(longest, run)
-            if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
-                worst = 1.0 - x / peak
+        peak, worst, run, longest = drawdown_step(x, peak, worst, run, longest)
     return total, s2, s3, s4, down, equity_sum, share, worst, longest
 
 

@@ -34,6 +34,7 @@ from engine.nb.metrics import (
     FEES,
     N_BARS,
     N_TRADES,
+    drawdown_step,
     finish_metrics,
     per_bar_rate,
     power_sums_do,
@@ -152,15 +153,8 @@ def _bar(sums, x, share_term, rf_bar, centre, with_blocks):
     if with_blocks:
         b1 += e
         b2 += e * e
-    peak, worst, run, longest = sums.peak, sums.worst, sums.run, sums.longest
-    if x >= peak:
-        peak = x
-        run = 0
-    else:
-        run += 1
-        longest = max(longest, run)
-        if x < peak * (1.0 - worst):
-            worst = 1.0 - x / peak
+    peak, worst, run, longest = drawdown_step(x, sums.peak, sums.worst, sums.run,
+                                              sums.longest)
     return Sums(x, total, sums.s2 + d2, sums.s3 + d2 * d, sums.s4 + d2 * d2,
                 sums.down + (e * e if e < 0.0 else 0.0), sums.equity_sum + x,
                 sums.share + share_term, peak, worst, run, longest, b1, b2)
@@ -404,14 +398,7 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
                     down += r2 if r < 0.0 else 0.0
                     equity_sum += x
                     units += x > 0.0
-                    if x >= peak:
-                        peak = x
-                        run_ = 0
-                    else:
-                        run_ += 1
-                        longest = max(longest, run_)
-                        if x < peak * (1.0 - worst):
-                            worst = 1.0 - x / peak
+                    peak, worst, run_, longest = drawdown_step(x, peak, worst, run_, longest)
                 sums = Sums(prev, total, s2, s3, s4, down, equity_sum,
                             add_n(sums.share, 1.0, units), peak, worst, run_, longest,
                             sums.b1, sums.b2)
