@@ -112,7 +112,9 @@ class GridWork:
         windows = self.plan.n_windows
         for k, chunk in enumerate(task):
             if isinstance(result, Written) or result is None:  # the worker wrote them all
-                self.bar.update(chunk.size * windows)
+                # Its result is never fetched: counted by its combination positions (some
+                # may be forbidden by constraints) until the store's count replaces it.
+                self.bar.update(min(chunk.size * windows, max(0, self.total - self.bar.n)))
                 self.summary.runs_computed += chunk.size * windows
                 self.summary.chunks_run += 1
             else:

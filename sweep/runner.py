@@ -213,11 +213,23 @@ def run_sweep(
                 starting.close()
     complete = len(store.done_chunks(record.plan.n_windows)) == record.plan.n_chunks
     try:
-        return _finish(store, resolved, record, summary, bool(todo), started, complete)
+        return _finish(store, resolved, record, summary, bool(todo), started, complete,
+                       recomputed=todo)
     finally:
         if starting is not None:
             starting.wait_closed()
 
+
+def _runs_in(store: ResultStore, chunks: list[int], n_chunks: int, n_runs: int) -> int:
+    """Runs stored by ``chunks`` (all of them: ``n_runs``)."""
+    if len(chunks) == n_chunks:
+        return n_runs
+    import polars as pl
+
+    from sweep.schema import scan_runs
+
+    return int(scan_runs(store.root, check=False)
+               .filter(pl.col("chunk_id").is_in(chunks)).select(pl.len()).collect().item())
 
 
 @contextlib.contextmanager
@@ -447,10 +459,16 @@ def _new_record(resolved: ResolvedSweep, chunk_size: int | None, *, threads: int
 
 
 def _finish(store: ResultStore, resolved: ResolvedSweep, record: SweepRecord,
-            summary: SweepSummary, computed: bool, started: float, complete: bool
-            ) -> SweepSummary:
-    """Counts, the overfitting summary (once complete) and the record's final state."""
+            summary: SweepSummary, computed: bool, started: float, complete: bool,
+            recomputed: list[int] | None = None) -> SweepSummary:
+    """Counts, the overfitting summary (once complete) and the record's final state.
+    ``recomputed``: the chunks this call ran, whose runs are then counted from the store
+    (a chunk a worker wrote is counted by its combination positions while it runs, some
+    of which its constraints may forbid: its result is never fetched)."""
     summary.n_runs, summary.n_errors = store.count_runs()
+    if recomputed:
+        summary.runs_computed = _runs_in(store, recomputed, record.plan.n_chunks,
+                                         summary.n_runs)
     if complete:
         # A worker SIGKILLed inside a write leaves its temp file (never read); with every
         # chunk on disk and no task of this call left running, none is still being written.
