@@ -100,3 +100,26 @@ def test_packages_declare_their_public_surface(package: str) -> None:
     names = {t.id for node in tree.body if isinstance(node, ast.Assign)
              for t in node.targets if isinstance(t, ast.Name)}
     assert "__all__" in names
+
+
+def test_a_grid_does_not_import_scipy() -> None:
+    """Numba imports SciPy when it is installed (it is here: the DSR tests use it), ~30 MB
+    of memory no grid uses; engine/nb/__init__.py hides it while Numba loads. Checked in
+    a fresh interpreter that runs an MA grid."""
+    import subprocess
+    import sys
+
+    import scipy  # noqa: F401  (installed, so that the check means something)
+
+    code = (
+        "import sys, sweep\n"
+        "from engine.data import synthetic_panel\n"
+        "p = synthetic_panel(n_assets=1, n_bars=300, seed=1)\n"
+        "df = sweep.evaluate(p, 'ma_cross', {'fast': [2, 5], 'slow': [20, 30]})\n"
+        "assert df.height == 4\n"
+        "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
