@@ -55,6 +55,29 @@ def order_cost(qty, price, cash, cfg):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def order_quantity(w, pos, price, equity, cfg):
+    """Shares to trade to move a position of ``pos`` shares to target weight ``w`` of
+    ``equity`` at ``price``; 0.0 for no order (no equity to size a non-zero target, already
+    there, or below ``min_trade_value`` / ``min_weight_change``). The one sizing rule of
+    the bar loop (simulate) and the one-asset run (single)."""
+    if w == 0.0:
+        target = 0.0
+    elif equity <= 0.0:
+        return 0.0
+    else:
+        target = w * equity / price
+        if not cfg.fractional:
+            target = np.trunc(target)
+    q = target - pos
+    if q != 0.0 and target != 0.0:
+        if abs(q) * price < cfg.min_trade_value:
+            return 0.0
+        if abs(w - pos * price / equity) < cfg.min_weight_change:
+            return 0.0
+    return q
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     """Fill signed ``qty`` of asset n at raw ``price`` under the config's costs.
 

@@ -9,7 +9,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from engine.nb.fills import fill_order, sort_by_value
+from engine.nb.fills import fill_order, order_quantity, sort_by_value
 from engine.nb.layout import (
     ACCT_FIELDS,
     BAR_FEES,
@@ -197,22 +197,9 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
             continue
         c = close[t, n]
         pos = book[POS, n]
-        if w == 0.0:
-            target = 0.0
-        elif equity <= 0.0:
-            continue
-        else:
-            target = w * equity / c
-            if not cfg.fractional:
-                target = np.trunc(target)
-        q = target - pos
+        q = order_quantity(w, pos, c, equity, cfg)
         if q == 0.0:
             continue
-        if target != 0.0:
-            if abs(q) * c < cfg.min_trade_value:
-                continue
-            if abs(w - pos * c / equity) < cfg.min_weight_change:
-                continue
         book[ORDER, n] = q
         idx[k] = n
         # The order's value: vectorbt's form for fractional orders (equal to q * c up to

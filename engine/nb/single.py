@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from engine.nb.fills import _close_enough, order_cost
+from engine.nb.fills import _close_enough, order_cost, order_quantity
 from engine.nb.metrics import (
     FEES,
     N_BARS,
@@ -295,23 +295,7 @@ def _order(acct, cfg, w, c):
     gross = abs(w)
     if gross > 0.0 and gross > cfg.max_leverage + 1e-9:
         w = w * (max(0.0, cfg.max_leverage) / gross)
-    if w == 0.0:
-        target = 0.0
-    elif equity <= 0.0:
-        return 0.0, 0.0
-    else:
-        target = w * equity / c
-        if not cfg.fractional:
-            target = np.trunc(target)
-    q = target - pos
-    if q == 0.0:
-        return 0.0, 0.0
-    if target != 0.0:
-        if abs(q) * c < cfg.min_trade_value:
-            return 0.0, 0.0
-        if abs(w - pos * c / equity) < cfg.min_weight_change:
-            return 0.0, 0.0
-    return q, 0.0
+    return order_quantity(w, pos, c, equity, cfg), 0.0
 
 
 # ------------------------------------------------------------------ the run
