@@ -29,6 +29,8 @@ from engine.nb.simulate import last_valid_bars, simulate
 __all__ = ["ComponentTimes", "profile_components"]
 
 _NONE = np.empty(0)  # no benchmark, no risk-free series (the default metrics)
+# The bar loop reads the weight rows itself, as in sweep.kernels.evaluate_block.
+_UNSCANNED = np.empty(0, dtype=np.bool_)
 
 
 @njit(nogil=True)
@@ -52,8 +54,8 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
     for r in range(rows.shape[0]):
         kernel(data, rows[r], weights)
         out[r] = simulate(open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1],
-                          weights[t0:t1], cfgs[0], last_bar, no_atr, 0, no_log, ppy,
-                          no_blocks, _NONE, _NONE).metrics[0]
+                          weights[t0:t1], _UNSCANNED, cfgs[0], last_bar, no_atr, 0, no_log,
+                          ppy, no_blocks, _NONE, _NONE).metrics[0]
     return out
 
 
@@ -66,8 +68,8 @@ def _simulate_repeat(open_, high, low, close, weights, cfgs, ppy, repeat):
     no_blocks = np.empty((0, 3))
     acc = 0.0
     for _ in range(repeat):
-        acc += simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 0,
-                        no_log, ppy, no_blocks, _NONE, _NONE).metrics[0]
+        acc += simulate(open_, high, low, close, weights, _UNSCANNED, cfgs[0], last_bar,
+                        no_atr, 0, no_log, ppy, no_blocks, _NONE, _NONE).metrics[0]
     return acc
 
 
@@ -77,8 +79,8 @@ def _one_run(open_, high, low, close, weights, cfgs, ppy):
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
     log = np.empty(0, dtype=TRADE_DTYPE)
-    sim = simulate(open_, high, low, close, weights, cfgs[0], last_bar, no_atr, 1, log, ppy,
-                   np.empty((0, 3)), _NONE, _NONE)
+    sim = simulate(open_, high, low, close, weights, _UNSCANNED, cfgs[0], last_bar, no_atr, 1,
+                   log, ppy, np.empty((0, 3)), _NONE, _NONE)
     return sim.equity, sim.exposure, sim.fees.sum(), sim.notional.sum(), sim.acct
 
 

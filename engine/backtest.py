@@ -15,6 +15,7 @@ from engine.metrics import METRIC_NAMES, bars_per_year
 from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
 from engine.nb.simulate import last_valid_bars, simulate, simulate_batch
 from engine.nb.stops import average_true_range
+from engine.nb.weights import FINITE, INFINITE, NEGATIVE, scan_weights
 from engine.panel import Panel
 from engine.series import SeriesLike, market_series
 
@@ -87,18 +88,31 @@ class BacktestResult:
 
 def check_weights(panel: Panel, weights: np.ndarray, allow_short: bool) -> np.ndarray:
     """Weights as a C-contiguous float64 (T, N) array, or a ValueError naming the problem."""
-    try:
-        w = np.ascontiguousarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"weights must be a numeric (bars, assets) array: {exc}") from exc
+    return _checked_weights(panel, weights, allow_short)[0]
+
+
+def _checked_weights(panel: Panel, weights: np.ndarray,
+                     allow_short: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`check_weights`, with what its one pass over the weights also found: which
+    rows hold an instruction (for the bar loop) and the number of finite weights."""
+    w = _float_array(weights)
     if w.shape != panel.shape:
         raise ValueError(
             f"weights have shape {w.shape}, the panel is {panel.shape} (bars, assets)"
         )
-    _first_bad(panel, w, np.isinf(w), "is infinite")
-    if not allow_short:
+    rows, counts = scan_weights(w)
+    if counts[INFINITE]:
+        _first_bad(panel, w, np.isinf(w), "is infinite")
+    if counts[NEGATIVE] and not allow_short:
         _first_bad(panel, w, w < 0, "is negative and allow_short is False")
-    return w
+    return w, rows, int(counts[FINITE])
+
+
+def _float_array(weights: Any) -> np.ndarray:
+    try:
+        return np.ascontiguousarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"weights must be a numeric (bars, assets) array: {exc}") from exc
 
 
 def _first_bad(panel: Panel, w: np.ndarray, mask: np.ndarray, problem: str) -> None:
@@ -149,7 +163,7 @@ def run_backtest(
         raise TypeError(f"config must be an EngineConfig, got {type(cfg).__name__}")
     if not isinstance(panel, Panel):
         raise TypeError(f"panel must be an engine.Panel, got {type(panel).__name__}")
-    w = check_weights(panel, weights, cfg.allow_short)
+    w, rows, n_finite = _checked_weights(panel, weights, cfg.allow_short)
     rec = pack_configs([cfg])[0]
     ppy = bars_per_year(panel.timestamps, cfg.periods_per_year)
     i0, i1 = (0, panel.n_bars) if window is None else panel.index_range(*window)
@@ -160,13 +174,14 @@ def run_backtest(
     atr = _atr_for(panel, cfg)[i0:i1]
     panel = panel.take(i0, i1)
     w = w[i0:i1]
+    rows = rows[i0:i1]
     last_bar = last_valid_bars(panel.close)
     # A trade needs a finite weight to open it, so this nearly always suffices (stops,
     # delistings and reversals aside); when it doesn't, the run is repeated with room.
-    log = np.empty(int(np.isfinite(w).sum()) + panel.n_assets + 16, dtype=TRADE_DTYPE)
+    log = np.empty(n_finite + panel.n_assets + 16, dtype=TRADE_DTYPE)
     record = 2 if positions else 1
     while True:
-        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rec, last_bar, atr,
+        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rows, rec, last_bar, atr,
                        record, log, ppy, np.empty((0, 3)), *market.kernel_arrays(ppy, [cfg]))
         if sim.n_trades <= log.shape[0]:
             break
@@ -212,7 +227,7 @@ def run_batch(
     cfgs = [configs] if isinstance(configs, EngineConfig) else list(configs)
     if not cfgs or not all(isinstance(c, EngineConfig) for c in cfgs):
         raise ValueError("configs must be one EngineConfig or a non-empty list of them")
-    w = np.asarray(weights, dtype=np.float64)
+    w = _float_array(weights)
     if w.ndim == 2:
         w = w[None]
     if w.ndim != 3:
@@ -225,7 +240,7 @@ def run_batch(
         )
     # A weight set shared by several configs must suit the strictest of them.
     allow_short = all(c.allow_short for c in cfgs)
-    w = np.stack([check_weights(panel, w[r], allow_short) for r in range(w.shape[0])])
+    rows = np.stack([_checked_weights(panel, w[r], allow_short)[1] for r in range(w.shape[0])])
     ppys = {c.periods_per_year for c in cfgs}
     if len(ppys) > 1:
         raise ValueError(f"configs disagree on periods_per_year: {sorted(map(str, ppys))}")
@@ -237,7 +252,7 @@ def run_batch(
                            benchmark_prices=benchmark_prices, risk_free=risk_free)
     recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
     out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
-                         w, recs, last_valid_bars(panel.close), ppy,
+                         w, rows, recs, last_valid_bars(panel.close), ppy,
                          *market.kernel_arrays(ppy, cfgs))
     return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row").with_row_index("run")
 

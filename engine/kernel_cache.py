@@ -62,7 +62,7 @@ def guard_package(package: str, modules: Sequence[str] = ("*.py",), *,
     Example:
         >>> import engine  # engine guarded its kernels when imported
         >>> [p.name for p in guards()["engine"].own][-2:]
-        ['trades.py', 'config.py']
+        ['weights.py', 'config.py']
     """
     folder = Path(os.path.abspath(sys.modules[package].__file__ or "")).parent
     own = [p for pattern in modules for p in sorted(folder.glob(pattern))]

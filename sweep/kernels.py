@@ -60,6 +60,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
         last_bars[w] = last_valid_bars(close[windows[w, 0]:windows[w, 1]])
     no_atr = np.empty((0, 0))
     no_log = np.empty(0, dtype=TRADE_DTYPE)
+    unscanned = np.empty(0, dtype=np.bool_)  # the bar loop reads the kernel's rows itself
     for r in range(R):
         kernel(data, rows[r], weights)
         cfg = cfgs[cfg_of_run[r]]
@@ -69,8 +70,8 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
             t1 = windows[w, 1]
             atr = atrs[slot, t0:t1] if slot >= 0 else no_atr
             sim = simulate(
-                open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], cfg,
-                last_bars[w], atr, 0, no_log, periods_per_year[w], blocks[w, r],
+                open_[t0:t1], high[t0:t1], low[t0:t1], close[t0:t1], weights[t0:t1], unscanned,
+                cfg, last_bars[w], atr, 0, no_log, periods_per_year[w], blocks[w, r],
                 bench[t0:t1], rf[t0:t1],  # an empty array stays empty
             )
             out[w, r] = sim.metrics

@@ -33,6 +33,7 @@ from engine.metrics import (
 )
 from engine.nb.layout import TRADE_DTYPE
 from engine.nb.simulate import SimResult, last_valid_bars, simulate
+from engine.nb.weights import scan_weights
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -122,7 +123,7 @@ def test_simulate_returns_named_fields() -> None:
     w = np.full(panel.shape, np.nan)
     w[5] = 0.3
     log = np.empty(16, dtype=TRADE_DTYPE)
-    sim = simulate(panel.open, panel.high, panel.low, panel.close, w,
+    sim = simulate(panel.open, panel.high, panel.low, panel.close, w, scan_weights(w)[0],
                    pack_configs([EngineConfig()])[0], last_valid_bars(panel.close),
                    np.empty((0, 0)), 2, log, 252.0, np.empty((0, 3)), np.empty(0), np.empty(0))
     assert isinstance(sim, SimResult) and sim._fields == SimResult._fields
@@ -130,6 +131,64 @@ def test_simulate_returns_named_fields() -> None:
     assert sim.positions.shape == panel.shape
     assert sim.n_trades == 3 and sim.metrics.shape == (len(METRIC_NAMES),)
     assert sim.metrics[METRIC_NAMES.index("final_equity")] == sim.equity[-1]
+
+
+# ------------------------------------------------------------------ the weights' one pass
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(0, 40), N=st.integers(1, 70), seed=st.integers(0, 2**32 - 1),
+       p_nan=st.sampled_from([0.0, 0.5, 0.97, 1.0]))
+def test_scan_weights_agrees_with_numpy(T: int, N: int, seed: int, p_nan: float) -> None:
+    """The one pass finds what numpy's separate passes find: rows holding a non-NaN
+    weight, and the numbers of finite, infinite and negative weights (rows of more than
+    64 assets cross the bar loop's stride too)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(T, N))
+    w[rng.random((T, N)) < p_nan] = np.nan
+    w[rng.random((T, N)) < 0.02] = np.inf
+    w[rng.random((T, N)) < 0.02] = -np.inf
+    rows, counts = scan_weights(w)
+    assert rows.tolist() == (~np.isnan(w)).any(axis=1).tolist()
+    assert counts.tolist() == [int(np.isfinite(w).sum()), int(np.isinf(w).sum()),
+                               int((w < 0).sum())]
+
+
+@pytest.mark.parametrize("cfg", [
+    EngineConfig(),
+    EngineConfig(fill="close", commission=0.001),
+    EngineConfig(allow_short=True, max_leverage=2.0, stop_loss=0.05, trailing_stop=0.04),
+    EngineConfig(fill="close", fractional=False, take_profit=0.03, min_weight_change=0.01),
+])
+def test_simulate_same_bits_with_or_without_the_scanned_rows(cfg: EngineConfig) -> None:
+    """The bar loop told which rows hold instructions (run_backtest, run_batch) and the
+    loop reading each row itself (a sweep's kernels) give the same bits: every series,
+    the trades and the metrics, on a panel with listings, delistings and halts whose
+    weights rebalance every few bars (quiet spans between)."""
+    panel = synthetic_panel(n_assets=90, n_bars=400, seed=11)
+    rng = np.random.default_rng(5)
+    w = np.full(panel.shape, np.nan)
+    for t in range(0, panel.n_bars, 7):
+        w[t] = np.where(rng.random(panel.n_assets) < 0.2, 1.0 / 18, 0.0)
+        if cfg.allow_short:
+            w[t] *= np.where(rng.random(panel.n_assets) < 0.3, -1.0, 1.0)
+    w[np.isnan(panel.close)] = np.nan
+    rows = scan_weights(w)[0]
+    assert 0 < rows.sum() < panel.n_bars
+    rec = pack_configs([cfg])[0]
+    last = last_valid_bars(panel.close)
+    assert ((last >= 0) & (last < panel.n_bars - 1)).any()  # delistings end some spans
+    atr = np.empty((0, 0))
+    sims = []
+    for r in (rows, np.empty(0, dtype=np.bool_)):
+        log = np.empty(4096, dtype=TRADE_DTYPE)
+        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, r, rec, last, atr,
+                       2, log, 252.0, np.empty((0, 3)), np.empty(0), np.empty(0))
+        assert 0 < sim.n_trades <= log.shape[0]
+        sims.append((sim, log[:sim.n_trades]))
+    (a, log_a), (b, log_b) = sims
+    for name in ("equity", "cash", "exposure", "fees", "notional", "positions", "acct",
+                 "metrics"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert log_a.tobytes() == log_b.tobytes()
 
 
 # ------------------------------------------------------------------ strategy rows

@@ -98,22 +98,35 @@ def _delisting_order(last_bar, n_bars):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _instructed(weights, t):
-    """Does row ``weights[t]`` hold an instruction (a finite weight)?"""
+def _instructed(weights, rows, t):
+    """Does row ``weights[t]`` hold an instruction (a non-NaN weight)? ``rows`` holds the
+    answers when the caller has them (engine.nb.weights.scan_weights), else is empty."""
+    if rows.shape[0]:
+        return rows[t]
     if weights.shape[1] == 1:  # the loop below costs ~10x for one asset (its set-up)
         return not np.isnan(weights[t, 0])
-    for n in range(weights.shape[1]):  # noqa: SIM110 (a generator here is not compiled as well)
-        if not np.isnan(weights[t, n]):
+    # Most rows are all NaN and must be read to the end, so a row is read in strides of
+    # 64 with a branch-free count (vectorised), not element by element with an early exit
+    # (a branch a weight).
+    N = weights.shape[1]
+    a = 0
+    while a < N:
+        b = min(a + 64, N)
+        k = 0
+        for n in range(a, b):
+            k += weights[t, n] == weights[t, n]
+        if k:
             return True
+        a = b
     return False
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _span_end(weights, t, limit):
+def _span_end(weights, rows, t, limit):
     """The first bar after t with an instruction, or ``limit`` (the next delisting bar,
     or T) if none comes before it."""
     u = t + 1
-    if weights.shape[1] == 1:
+    if rows.shape[0] == 0 and weights.shape[1] == 1:
         # Four bars a test, with & (no short-circuit): one branch for four bars of the
         # long quiet spans, then bar by bar to the instruction.
         while u + 4 <= limit and (np.isnan(weights[u, 0]) & np.isnan(weights[u + 1, 0])
@@ -123,33 +136,29 @@ def _span_end(weights, t, limit):
         while u < limit and np.isnan(weights[u, 0]):
             u += 1
         return u
-    while u < limit and not _instructed(weights, u):
+    while u < limit and not _instructed(weights, rows, u):
         u += 1
     return u
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _mark(book, close, t):
-    """Mark held positions to this bar's closes (assets without a bar keep their last)."""
-    for n in range(book.shape[1]):
-        if book[POS, n] != 0.0:
-            c = close[t, n]
-            if not np.isnan(c):
-                book[MARK, n] = c
-
-
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _equity(book, cash):
+def _marked_equity(book, close, t, cash):
+    """Mark held positions to this bar's closes (assets without a bar keep their last) and
+    return the equity at those marks: cash plus each position's value, in asset order."""
     eq = cash
     for n in range(book.shape[1]):
         p = book[POS, n]
         if p != 0.0:
+            c = close[t, n]
+            if not np.isnan(c):
+                book[MARK, n] = c
             eq += p * book[MARK, n]
     return eq
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals):
+def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals,
+            cand):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
     Returns the number of orders; their assets are ``idx[:k]`` and their values (for the
@@ -159,6 +168,9 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
     N = close.shape[1]
     gross = 0.0
     held = 0.0
+    # The assets that may get an order, in asset order: those with a target that are held
+    # or told to hold something (most assets of a rebalance are flat and told to stay so).
+    m = 0
     for n in range(N):
         wt[n] = np.nan
         c = close[t, n]
@@ -183,6 +195,8 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
             wt[n] = w
         if not np.isnan(wt[n]):
             gross += abs(wt[n])
+            cand[m] = n
+            m += wt[n] != 0.0 or book[POS, n] != 0.0
         elif book[POS, n] != 0.0 and equity > 0.0:
             held += abs(book[POS, n] * book[MARK, n]) / equity
     if gross > 0.0 and gross + held > cfg.max_leverage + 1e-9:
@@ -191,12 +205,11 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
             wt[n] *= scale
 
     k = 0
-    for n in range(N):
+    for j in range(m):
+        n = cand[j]
         w = wt[n]
-        if np.isnan(w):
-            continue
-        c = close[t, n]
         pos = book[POS, n]
+        c = close[t, n]
         q = order_quantity(w, pos, c, equity, cfg)
         if q == 0.0:
             continue
@@ -210,12 +223,14 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
+def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record, log,
              periods_per_year, blocks, bench, rf):
-    """One backtest. ``atr`` is (T, N) when cfg has an ATR stop, else unused. ``bench``
-    and ``rf`` (T,) are the benchmark's per-bar returns and the per-bar risk-free rates of
-    these bars (engine.MarketSeries; empty = no benchmark, and the constant
-    ``cfg.risk_free``), read by the metrics only.
+    """One backtest. ``rows`` (T,) says which rows of ``weights`` hold an instruction
+    (engine.nb.weights.scan_weights, from the caller's input checks), or is empty: then
+    the loop reads each row itself. ``atr`` is (T, N) when cfg has an ATR stop, else
+    unused. ``bench`` and ``rf`` (T,) are the benchmark's per-bar returns and the per-bar
+    risk-free rates of these bars (engine.MarketSeries; empty = no benchmark, and the
+    constant ``cfg.risk_free``), read by the metrics only.
 
     Returns a :class:`SimResult` (equity, cash, exposure, fees, notional, positions,
     n_trades, acct, metrics: read its fields by name). The metrics (METRIC_NAMES) are
@@ -245,6 +260,7 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
     idx = np.empty(N, dtype=np.int64)
     vals = np.empty(N)
     wt = np.empty(N)
+    cand = np.empty(N, dtype=np.int64)
     has_atr = not np.isnan(cfg.atr_stop)
     has_trailing = not np.isnan(cfg.trailing_stop)
     has_stops = (has_atr or has_trailing or not np.isnan(cfg.stop_loss)
@@ -264,14 +280,14 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
         # strategies are quiet, so they are run through as a span, over the held assets
         # only (in asset order, so every sum is the one the bar-by-bar path makes); the
         # span ends at the next bar with an instruction or a delisting.
-        decide = (_instructed(weights, t) and (fill_close or t < T - 1)) or (
+        decide = (_instructed(weights, rows, t) and (fill_close or t < T - 1)) or (
             fill_close and delisting[t])
         busy = pending > 0 or has_stops or delisting[t] or decide
         if not busy:
             while n_delist < delist_at.shape[0] and delist_at[n_delist] <= t:
                 n_delist += 1
             limit = delist_at[n_delist] if n_delist < delist_at.shape[0] else T
-            u_end = _span_end(weights, t, limit)
+            u_end = _span_end(weights, rows, t, limit)
             h = 0
             for n in range(N):
                 if book[POS, n] != 0.0:
@@ -369,13 +385,12 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
                                          DELISTED, np.nan, closed)
                     if done and record:
                         n_log = log_trade(log, n_log, closed)
-        # (4) mark held positions to this bar's closes (again when recording the bar).
-        if decide:
-            _mark(book, close, t)
+        # (4) mark held positions to this bar's closes (again when recording the bar), and
         # (5) decide from this bar's weights: fill now (close) or at the next open.
         if decide:
-            eq = _equity(book, acct[CASH])
-            k = _decide(book, acct, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals)
+            eq = _marked_equity(book, close, t, acct[CASH])
+            k = _decide(book, acct, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals,
+                        cand)
             if next_open:
                 pending = k
             else:
@@ -433,9 +448,10 @@ def simulate(open_, high, low, close, weights, cfg, last_bar, atr, record, log,
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per_year, bench,
-                   rf):
-    """Metrics (R, N_METRICS) of R runs: ``weights`` is (R, T, N) or (1, T, N) shared;
+def simulate_batch(open_, high, low, close, weights, rows, cfgs, last_bar, periods_per_year,
+                   bench, rf):
+    """Metrics (R, N_METRICS) of R runs: ``weights`` is (R, T, N) or (1, T, N) shared, and
+    ``rows`` (R or 1, T) their instructed rows (as in :func:`simulate`);
     ``bench`` and ``rf`` as in :func:`simulate`, shared by every run."""
     R = cfgs.shape[0]
     out = np.empty((R, N_METRICS))
@@ -448,7 +464,7 @@ def simulate_batch(open_, high, low, close, weights, cfgs, last_bar, periods_per
         if not np.isnan(cfg.atr_stop) and cfg.atr_window != atr_window:
             atr = average_true_range(high, low, close, cfg.atr_window)
             atr_window = cfg.atr_window
-        w = weights[r] if weights.shape[0] > 1 else weights[0]
-        out[r] = simulate(open_, high, low, close, w, cfg, last_bar, atr, 0, no_log,
-                          periods_per_year, no_blocks, bench, rf).metrics
+        k = r if weights.shape[0] > 1 else 0
+        out[r] = simulate(open_, high, low, close, weights[k], rows[k], cfg, last_bar, atr, 0,
+                          no_log, periods_per_year, no_blocks, bench, rf).metrics
     return out

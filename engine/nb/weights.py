@@ -1,0 +1,54 @@
+"""One pass over a target-weight array: what the input checks and the bar loop need of it.
+
+A 500-asset, 2,520-bar weight array is 10 MB, and reading it is most of what a rebalancing
+backtest costs outside its fills: this pass reads it once for the checks (infinite and
+negative weights), the trade log's size (finite weights) and the bar loop's quiet spans
+(which rows hold an instruction), so the loop never reads an uninstructed row.
+"""
+
+import numpy as np
+from numba import njit
+
+# Columns of scan_weights' counts.
+FINITE = 0
+INFINITE = 1
+NEGATIVE = 2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def scan_weights(weights):
+    """``(instructed, counts)`` of a (T, N) weight array: ``instructed[t]`` says whether
+    row t holds a non-NaN weight (an instruction, as the bar loop reads it) and
+    ``counts`` holds the numbers of finite, infinite and negative weights (columns
+    FINITE, INFINITE, NEGATIVE). Each row is counted with branch-free sums (they
+    vectorise); a row is read once.
+
+    Example:
+        >>> import numpy as np
+        >>> rows, counts = scan_weights(np.array([[np.nan, 0.5], [np.nan, np.nan]]))
+        >>> rows.tolist(), counts.tolist()
+        ([True, False], [1, 0, 0])
+    """
+    T, N = weights.shape
+    instructed = np.empty(T, dtype=np.bool_)
+    finite = 0
+    infinite = 0
+    negative = 0
+    for t in range(T):
+        seen = 0
+        inf = 0
+        neg = 0
+        for n in range(N):
+            x = weights[t, n]
+            seen += x == x
+            inf += abs(x) == np.inf
+            neg += x < 0.0
+        instructed[t] = seen > 0
+        finite += seen - inf
+        infinite += inf
+        negative += neg
+    counts = np.empty(3, dtype=np.int64)
+    counts[FINITE] = finite
+    counts[INFINITE] = infinite
+    counts[NEGATIVE] = negative
+    return instructed, counts
