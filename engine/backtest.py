@@ -13,7 +13,7 @@ import polars as pl
 from engine.config import EngineConfig, pack_configs
 from engine.metrics import METRIC_NAMES, bars_per_year
 from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
-from engine.nb.simulate import last_valid_bars, simulate, simulate_batch
+from engine.nb.simulate import simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.nb.weights import FINITE, INFINITE, NEGATIVE, scan_weights
 from engine.panel import Panel
@@ -172,17 +172,18 @@ def run_backtest(
     market = market_series(panel, cfg, benchmark_prices=benchmark_prices,
                            risk_free=risk_free).take(i0, i1)
     atr = _atr_for(panel, cfg)[i0:i1]
-    panel = panel.take(i0, i1)
-    w = w[i0:i1]
-    rows = rows[i0:i1]
-    last_bar = last_valid_bars(panel.close)
+    if (i0, i1) != (0, panel.n_bars):  # a new panel: its last bars are the window's
+        panel = panel.take(i0, i1)
+        w = w[i0:i1]
+        rows = rows[i0:i1]
     # A trade needs a finite weight to open it, so this nearly always suffices (stops,
     # delistings and reversals aside); when it doesn't, the run is repeated with room.
     log = np.empty(n_finite + panel.n_assets + 16, dtype=TRADE_DTYPE)
     record = 2 if positions else 1
     while True:
-        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rows, rec, last_bar, atr,
-                       record, log, ppy, np.empty((0, 3)), *market.kernel_arrays(ppy, [cfg]))
+        sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rows, rec,
+                       panel.last_bars, atr, record, log, ppy, np.empty((0, 3)),
+                       *market.kernel_arrays(ppy, [cfg]))
         if sim.n_trades <= log.shape[0]:
             break
         log = np.empty(sim.n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for all
@@ -252,7 +253,7 @@ def run_batch(
                            benchmark_prices=benchmark_prices, risk_free=risk_free)
     recs = pack_configs(cfgs if len(cfgs) == runs else cfgs * runs)
     out = simulate_batch(panel.open, panel.high, panel.low, panel.close,
-                         w, rows, recs, last_valid_bars(panel.close), ppy,
+                         w, rows, recs, panel.last_bars, ppy,
                          *market.kernel_arrays(ppy, cfgs))
     return pl.DataFrame(out, schema=list(METRIC_NAMES), orient="row").with_row_index("run")
 

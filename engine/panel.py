@@ -97,6 +97,14 @@ class Panel:
         return f"Panel({self.n_bars} bars x {self.n_assets} assets{span}{feats})"
 
     @cached_property
+    def last_bars(self) -> np.ndarray:
+        """Per asset, the index of its last bar with a close (-1 if none): where the
+        engine closes a delisted asset's position. Computed once per panel."""
+        from engine.nb.simulate import last_valid_bars  # kernels load with the engine
+
+        return last_valid_bars(self.close)
+
+    @cached_property
     def fingerprint(self) -> str:
         """Hex digest of the content (timestamps, assets, prices, features)."""
         h = hashlib.blake2b(digest_size=16)

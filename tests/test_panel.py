@@ -365,3 +365,16 @@ def test_from_arrays_round_trip_with_values_on_no_bar_cells(tmp_path: Path) -> N
                           low=np.fmin(opens, close) - 1)
     path = p.write_parquet(tmp_path / "p.parquet")
     assert Panel.read_parquet(path).fingerprint == p.fingerprint
+
+
+def test_last_bars_are_each_assets_last_close_per_panel_and_window() -> None:
+    """Panel.last_bars (what the engine closes a delisted position on) is each asset's
+    last bar with a close, -1 for an asset without one; a window's panel has its own."""
+    close = np.array([[1.0, np.nan, 5.0, np.nan],
+                      [2.0, 3.0, np.nan, np.nan],
+                      [np.nan, 4.0, np.nan, np.nan]])
+    p = Panel.from_arrays(np.arange(3).astype("datetime64[D]"), ["A", "B", "C", "D"],
+                          close=close)
+    assert p.last_bars.tolist() == [1, 2, 0, -1]
+    assert p.last_bars is p.last_bars  # computed once
+    assert p.take(0, 2).last_bars.tolist() == [1, 1, 0, -1]

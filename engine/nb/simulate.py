@@ -311,21 +311,24 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                     exposure[u] = abs(v)
                 book[MARK, n] = m
             else:
-                for u in range(t, u_end):
-                    eq = cash_t
-                    gross = 0.0
-                    for j in range(h):
-                        n = held[j]
-                        m = close[u, n]
-                        if np.isnan(m):
-                            m = book[MARK, n]
-                        else:
-                            book[MARK, n] = m
-                        v = book[POS, n] * m
-                        eq += v
-                        gross += abs(v)
-                    equity[u] = eq
-                    exposure[u] = gross
+                # Asset by asset over the span, each value added to its bar's running
+                # equity and exposure: every bar's sums take their terms in asset order, as
+                # bar by bar, but no bar waits on the previous bar's sum (a dependency
+                # chain of h adds a bar) and each asset's closes are read in bar order.
+                equity[t:u_end] = cash_t
+                exposure[t:u_end] = 0.0
+                for j in range(h):
+                    n = held[j]
+                    q = book[POS, n]
+                    m = book[MARK, n]
+                    for u in range(t, u_end):
+                        c = close[u, n]
+                        if not np.isnan(c):
+                            m = c
+                        v = q * m
+                        equity[u] += v
+                        exposure[u] += abs(v)
+                    book[MARK, n] = m
             if record:
                 cash[t:u_end] = cash_t
                 fees[t:u_end] = 0.0
