@@ -126,7 +126,11 @@ def _span_end(weights, rows, t, limit):
     """The first bar after t with an instruction, or ``limit`` (the next delisting bar,
     or T) if none comes before it."""
     u = t + 1
-    if rows.shape[0] == 0 and weights.shape[1] == 1:
+    if rows.shape[0]:
+        while u < limit and not rows[u]:
+            u += 1
+        return u
+    if weights.shape[1] == 1:
         # Four bars a test, with & (no short-circuit): one branch for four bars of the
         # long quiet spans, then bar by bar to the instruction.
         while u + 4 <= limit and (np.isnan(weights[u, 0]) & np.isnan(weights[u + 1, 0])
@@ -294,12 +298,15 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                     held[h] = n
                     h += 1
             cash_t = acct[CASH]
-            if h == 0:
-                equity[t:u_end] = cash_t
-                exposure[t:u_end] = 0.0
-            elif h == 1:
-                # One asset held (every single-asset strategy): its mark in a register.
-                n = held[0]
+            # Asset by asset over the span, each value added to its bar's running equity
+            # and exposure: every bar's sums take their terms in asset order, as bar by
+            # bar (cash + v0 + v1 ...; 0 + |v0| + ... is |v0| + ...), but no bar waits on
+            # the previous bar's sum (a chain of h adds a bar), and each asset's marks
+            # stay in a register while its closes are read in bar order.
+            equity[t:u_end] = cash_t
+            exposure[t:u_end] = 0.0
+            for j in range(h):
+                n = held[j]
                 q = book[POS, n]
                 m = book[MARK, n]
                 for u in range(t, u_end):
@@ -307,28 +314,9 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                     if not np.isnan(c):
                         m = c
                     v = q * m
-                    equity[u] = cash_t + v
-                    exposure[u] = abs(v)
+                    equity[u] += v
+                    exposure[u] += abs(v)
                 book[MARK, n] = m
-            else:
-                # Asset by asset over the span, each value added to its bar's running
-                # equity and exposure: every bar's sums take their terms in asset order, as
-                # bar by bar, but no bar waits on the previous bar's sum (a dependency
-                # chain of h adds a bar) and each asset's closes are read in bar order.
-                equity[t:u_end] = cash_t
-                exposure[t:u_end] = 0.0
-                for j in range(h):
-                    n = held[j]
-                    q = book[POS, n]
-                    m = book[MARK, n]
-                    for u in range(t, u_end):
-                        c = close[u, n]
-                        if not np.isnan(c):
-                            m = c
-                        v = q * m
-                        equity[u] += v
-                        exposure[u] += abs(v)
-                    book[MARK, n] = m
             if record:
                 cash[t:u_end] = cash_t
                 fees[t:u_end] = 0.0
