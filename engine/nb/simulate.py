@@ -146,17 +146,28 @@ def _span_end(weights, rows, t, limit):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _marked_equity(book, close, t, cash):
-    """Mark held positions to this bar's closes (assets without a bar keep their last) and
-    return the equity at those marks: cash plus each position's value, in asset order."""
-    eq = cash
+def _held_assets(book, held):
+    """Write the assets with a position to ``held``, ascending; returns how many."""
+    h = 0
     for n in range(book.shape[1]):
-        p = book[POS, n]
-        if p != 0.0:
-            c = close[t, n]
-            if not np.isnan(c):
-                book[MARK, n] = c
-            eq += p * book[MARK, n]
+        if book[POS, n] != 0.0:
+            held[h] = n
+            h += 1
+    return h
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _marked_equity(book, close, t, cash, held, h):
+    """Mark the held positions (``held[:h]``) to this bar's closes (assets without a bar
+    keep their last) and return the equity at those marks: cash plus each position's
+    value, in asset order."""
+    eq = cash
+    for j in range(h):
+        n = held[j]
+        c = close[t, n]
+        if not np.isnan(c):
+            book[MARK, n] = c
+        eq += book[POS, n] * book[MARK, n]
     return eq
 
 
@@ -273,7 +284,12 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
     delisting = _delisting_bars(last_bar, T)
     delist_at = _delisting_order(last_bar, T)
     n_delist = 0  # delist_at[:n_delist] are behind the current bar
+    # held[:h]: the assets with a position, ascending, so that marking, valuing and
+    # stops visit them only (in the order of a scan over all assets: the same sums); a
+    # fill makes it stale until it is next needed.
     held = np.empty(N, dtype=np.int64)
+    h = 0
+    stale = False
     pending = 0
 
     fill_close = cfg.fill_close
@@ -292,11 +308,6 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                 n_delist += 1
             limit = delist_at[n_delist] if n_delist < delist_at.shape[0] else T
             u_end = _span_end(weights, rows, t, limit)
-            h = 0
-            for n in range(N):
-                if book[POS, n] != 0.0:
-                    held[h] = n
-                    h += 1
             cash_t = acct[CASH]
             # Asset by asset over the span, each value added to its bar's running equity
             # and exposure: every bar's sums take their terms in asset order, as bar by
@@ -351,18 +362,24 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                 atr_dec = atr[t - 1, n] if has_atr else np.nan
                 _, done = fill_order(book, acct, cfg, n, q, open_[t, n], t, SIGNAL, atr_dec,
                                      closed)
+                stale = True
                 if done and record:
                     n_log = log_trade(log, n_log, closed)
         # (2) stops, for trades opened before this bar.
         if has_stops:
-            for n in range(N):
-                if book[POS, n] == 0.0 or book[TR_ENTRY_BAR, n] >= t or np.isnan(close[t, n]):
+            if stale:
+                h = _held_assets(book, held)
+                stale = False
+            for j in range(h):
+                n = held[j]
+                if book[TR_ENTRY_BAR, n] >= t or np.isnan(close[t, n]):
                     continue
                 reason, price = check_stop(book, n, cfg, open_[t, n], high[t, n], low[t, n])
                 if reason == SIGNAL:
                     continue
                 _, done = fill_order(book, acct, cfg, n, -book[POS, n], price, t, reason,
                                      np.nan, closed)
+                stale = True
                 if book[POS, n] == 0.0:
                     book[BLOCKED, n] = 1.0
                     book[BLOCK_W, n] = book[LAST_W, n]
@@ -374,12 +391,16 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                 if last_bar[n] == t and book[POS, n] != 0.0:
                     _, done = fill_order(book, acct, cfg, n, -book[POS, n], close[t, n], t,
                                          DELISTED, np.nan, closed)
+                    stale = True
                     if done and record:
                         n_log = log_trade(log, n_log, closed)
         # (4) mark held positions to this bar's closes (again when recording the bar), and
         # (5) decide from this bar's weights: fill now (close) or at the next open.
         if decide:
-            eq = _marked_equity(book, close, t, acct[CASH])
+            if stale:
+                h = _held_assets(book, held)
+                stale = False
+            eq = _marked_equity(book, close, t, acct[CASH], held, h)
             k = _decide(book, acct, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals,
                         cand)
             if next_open:
@@ -394,17 +415,20 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                     atr_dec = atr[t, n] if has_atr else np.nan
                     _, done = fill_order(book, acct, cfg, n, q, close[t, n], t, reason,
                                          atr_dec, closed)
+                    stale = True
                     if done and record:
                         n_log = log_trade(log, n_log, closed)
         # Record the bar.
+        if stale:
+            h = _held_assets(book, held)
+            stale = False
         eq = acct[CASH]
         gross = 0.0
-        for n in range(N):
+        for j in range(h):  # the others are flat (and their positions row stays 0)
+            n = held[j]
             p = book[POS, n]
             if record == 2:
                 positions[t, n] = p
-            if p == 0.0:
-                continue
             c = close[t, n]
             if not np.isnan(c):
                 book[MARK, n] = c
