@@ -290,7 +290,8 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
     held = np.empty(N, dtype=np.int64)
     h = 0
     stale = False
-    pending = 0
+    pending = 0  # next_open: orders waiting for the next open, on waiting[:pending]
+    waiting = np.empty(N, dtype=np.int64)
 
     fill_close = cfg.fill_close
     t = 0
@@ -342,18 +343,18 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
         acct[BAR_NOTIONAL] = 0.0
         # (1) next_open: yesterday's decisions fill at today's open, sells first.
         if pending > 0:
-            pending = 0
             k = 0
-            for n in range(N):
+            for j in range(pending):
+                n = waiting[j]
                 q = book[ORDER, n]
-                if q != 0.0:
-                    if np.isnan(close[t, n]):
-                        book[ORDER, n] = 0.0
-                        acct[N_DROPPED] += 1.0
-                    else:
-                        idx[k] = n
-                        vals[k] = q * open_[t, n]
-                        k += 1
+                if np.isnan(close[t, n]):
+                    book[ORDER, n] = 0.0
+                    acct[N_DROPPED] += 1.0
+                else:
+                    idx[k] = n
+                    vals[k] = q * open_[t, n]
+                    k += 1
+            pending = 0
             sort_by_value(idx, vals, k)
             for j in range(k):
                 n = idx[j]
@@ -405,6 +406,7 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                         cand)
             if next_open:
                 pending = k
+                waiting[:k] = idx[:k]  # the assets with an order, ascending
             else:
                 sort_by_value(idx, vals, k)
                 for j in range(k):
