@@ -172,8 +172,8 @@ def _marked_equity(book, close, t, cash, held, h):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, idx, vals,
-            cand):
+def _decide(book, acct, cfg, stops, weights, close, last_bar, t, n_bars, equity, wt, idx,
+            vals, cand):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
     Returns the number of orders; their assets are ``idx[:k]`` and their values (for the
@@ -186,20 +186,23 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
     # The assets that may get an order, in asset order: those with a target that are held
     # or told to hold something (most assets of a rebalance are flat and told to stay so).
     m = 0
+    fill_close = cfg.fill_close
+    refuse = not cfg.allow_short
+    delisting = t < n_bars - 1  # an asset whose bars end here (before the last) is closed
     for n in range(N):
-        wt[n] = np.nan
         c = close[t, n]
+        w = weights[t, n]
         if np.isnan(c):
-            pass
-        elif last_bar[n] == t and t < n_bars - 1:
-            if cfg.fill_close:
-                wt[n] = 0.0
+            w = np.nan
+        elif last_bar[n] == t and delisting:
+            w = 0.0 if fill_close else np.nan
         else:
-            w = weights[t, n]
-            if w < 0.0 and not cfg.allow_short:
+            if w < 0.0 and refuse:
                 acct[N_REFUSED] += 1.0  # callers check their inputs; batch callers see this
                 w = np.nan
-            if not np.isnan(w):
+            # What a stop needs (the instruction in force, and a stopped asset staying out
+            # until its instruction changes); without stops nothing reads these fields.
+            if stops and not np.isnan(w):
                 if book[BLOCKED, n] != 0.0:
                     if w == book[BLOCK_W, n]:
                         w = np.nan
@@ -207,13 +210,14 @@ def _decide(book, acct, cfg, weights, close, last_bar, t, n_bars, equity, wt, id
                         book[BLOCKED, n] = 0.0
                 if not np.isnan(w):
                     book[LAST_W, n] = w
-            wt[n] = w
-        if not np.isnan(wt[n]):
-            gross += abs(wt[n])
+        wt[n] = w
+        pos = book[POS, n]
+        if not np.isnan(w):
+            gross += abs(w)
             cand[m] = n
-            m += wt[n] != 0.0 or book[POS, n] != 0.0
-        elif book[POS, n] != 0.0 and equity > 0.0:
-            held += abs(book[POS, n] * book[MARK, n]) / equity
+            m += w != 0.0 or pos != 0.0
+        elif pos != 0.0 and equity > 0.0:
+            held += abs(pos * book[MARK, n]) / equity
     if gross > 0.0 and gross + held > cfg.max_leverage + 1e-9:
         scale = max(0.0, cfg.max_leverage - held) / gross
         for n in range(N):
@@ -402,8 +406,8 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                 h = _held_assets(book, held)
                 stale = False
             eq = _marked_equity(book, close, t, acct[CASH], held, h)
-            k = _decide(book, acct, cfg, weights, close, last_bar, t, T, eq, wt, idx, vals,
-                        cand)
+            k = _decide(book, acct, cfg, has_stops, weights, close, last_bar, t, T, eq, wt,
+                        idx, vals, cand)
             if next_open:
                 pending = k
                 waiting[:k] = idx[:k]  # the assets with an order, ascending
