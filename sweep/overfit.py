@@ -332,7 +332,7 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
     step moves one block in and one out (a few adds per configuration); the out-of-sample
     half is total − in-sample and is itself the in-sample half of the complementary
     combination. Two passes over C(S, S/2)/2 steps × N configurations, no square roots;
-    N = 100,000 and S = 16 take 4-9 s on one core, depending on the CPU (~40 % more when
+    N = 100,000 and S = 16 take 4-7 s on one core, depending on the CPU (~40 % more when
     the counts differ between configurations), plus ~3 s of JIT compilation on the first
     call without a Numba cache; ``threads`` cores divide that.
     """

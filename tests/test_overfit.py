@@ -10,9 +10,11 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import strategies
-from sweep.cscv import cscv_schedule
+from sweep.cscv import _max, cscv_schedule
 from sweep.overfit import (
     EULER_GAMMA,
     block_stats,
@@ -425,6 +427,31 @@ def test_cscv_schedule_is_a_revolving_door(S):
         d = masks[j].astype(int) - masks[j - 1].astype(int)
         assert np.flatnonzero(d == 1).tolist() == [swap_in[j]]
         assert np.flatnonzero(d == -1).tolist() == [swap_out[j]]
+
+
+def test_cscv_schedule_step_zero_moves_nothing():
+    # The kernels advance every step alike: step 0 "moves" block 0 in and out (+ 0.0).
+    _, swap_in, swap_out = cscv_schedule(8)
+    assert swap_in[0] == swap_out[0] == 0
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(
+    st.floats(allow_nan=False),
+    st.sampled_from([0.0, -0.0, np.inf, -np.inf, 5e-324, -5e-324, 1e308, -1e308])),
+    min_size=1, max_size=70), st.data())
+def test_cscv_max_is_numpys_max(keys, data):
+    """``_max`` takes the max of the keys' integer images (sign-magnitude bits turned into
+    an order-preserving int64): the same key as numpy's max, bit for bit, including ±inf,
+    subnormals and negative keys, over any prefix length."""
+    x = np.array(keys)
+    m = data.draw(st.integers(1, len(keys)))
+    got = _max(x, m, np.empty(1, dtype=np.int64))
+    want = np.max(x[:m])
+    if want != 0.0:
+        assert np.float64(got).tobytes() == np.float64(want).tobytes()
+    else:  # of 0.0 and -0.0 either is a right answer (they compare equal, as ranks need)
+        assert got == 0.0
 
 
 def test_pbo_input_errors():
