@@ -46,7 +46,7 @@ def window_verdict(runs: pl.LazyFrame, window: Window, selection: Selection | No
         out.pbo_note = f"skipped: more than {PBO_MAX_TRIALS:,} trials"
     elif with_blocks:  # PBO judges the whole set of trials, whatever the selection filters
         blocks = lf.select(BLOCK_COLUMNS).collect()
-        stats = [np.stack(blocks[c].to_numpy()) for c in BLOCK_COLUMNS]
+        stats = [blocks[c].to_numpy() for c in BLOCK_COLUMNS]  # Array columns: (n, S)
         out.pbo = finite_or_none(pbo_from_block_stats(*stats).pbo)
     # Only the columns each step needs, so that a window of millions of trials fits in
     # memory: the best by the selection from (row, combo, the columns it ranks and
