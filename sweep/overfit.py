@@ -358,6 +358,15 @@ def pbo_from_block_stats(sums: Any, sumsq: Any, counts: Any, *, tile: int = 4096
             f"{int(np.flatnonzero(bad)[0])}); drop failed runs first")
     if (counts < 0).any():
         raise ValueError("counts must be >= 0")
+    # Every partial sum over the blocks must be finite too (the kernels add and subtract
+    # blocks and take totals minus halves): a row whose magnitudes overflow has no keys.
+    with np.errstate(over="ignore"):
+        huge = ~(np.isfinite(np.abs(sums).sum(axis=1))
+                 & np.isfinite(np.abs(sumsq).sum(axis=1)) & np.isfinite(counts.sum(axis=1)))
+    if huge.any():
+        raise ValueError(
+            f"{int(huge.sum())} configuration(s) have block stats whose sum over the blocks "
+            f"overflows (first: row {int(np.flatnonzero(huge)[0])}); rescale the returns")
     masks, swap_in, swap_out = cscv_schedule(S)
     Sb = np.ascontiguousarray(sums.T)
     Qb = np.ascontiguousarray(sumsq.T)

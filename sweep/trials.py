@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import polars as pl
 
 from sweep.record import WindowVerdict, finite_or_none

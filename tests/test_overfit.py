@@ -468,3 +468,12 @@ def test_pbo_input_errors():
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match="row 2"):
         pbo_from_block_stats(bad, s, np.ones((5, 4)))
+    # finite blocks whose total overflows (inf - inf would make NaN keys in the kernels)
+    big = s.copy()
+    big[3, :2] = 1e308
+    with pytest.raises(ValueError, match=r"overflows \(first: row 3\)"):
+        pbo_from_block_stats(big, s, np.ones((5, 4)))
+    counts = np.ones((5, 4))
+    counts[1] = 1.7e308
+    with pytest.raises(ValueError, match=r"overflows \(first: row 1\)"):
+        pbo_from_block_stats(s, s, counts)
