@@ -13,7 +13,10 @@ What is timed, all in this one process after one untimed warm-up call each:
 * vectorbt ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
   cash_sharing=True, call_seq="auto")`` plus ``pf.value()`` so the work is really done;
 * ml4t-backtest (when installed): its event-driven ``Engine`` with a strategy that hands
-  each rebalance row to ``TargetWeightExecutor`` (DataFeed construction included).
+  each rebalance row to ``TargetWeightExecutor`` (DataFeed construction included);
+* interleaved rounds (``--rounds``): one vectorbt call, then backsweep's calls after a
+  collection and back to back, so that each ratio compares the engines in the same minute
+  (this shared machine's speed drifts by 2x for minutes at a time).
 
 Then, unless switched off: vectorbt parity of the final equity, each engine's peak RSS in
 its own child process, and the cold / warm start of a fresh process (Numba compile vs
@@ -359,6 +362,9 @@ def measure_in_process(args, panel, weights, engines: list[str]) -> dict[str, An
             out["curves"]["vectorbt"] = run()
             out["finals"]["vectorbt"] = float(out["curves"]["vectorbt"][-1])
             out["vbt_frames"] = (close_df, size_df)
+            if "backsweep" in engines and args.rounds > 0:
+                out["interleaved"] = interleaved_rounds(
+                    args, run, backsweep_runner(panel, weights, args.commission, "close"))
 
     if "ml4t" in engines:
         ver = ml4t_version()
@@ -375,6 +381,19 @@ def measure_in_process(args, panel, weights, engines: list[str]) -> dict[str, An
                 out["curves"]["ml4t"] = curve
                 out["finals"]["ml4t"] = float(curve[-1])
     return out
+
+
+def interleaved_rounds(args, vbt_run, bs_run) -> list[dict[str, float]]:
+    """Rounds of one vectorbt call then ``args.repeat`` backsweep calls after a collection
+    and as many back to back: on a shared machine whose speed drifts for minutes at a
+    time, each round's ratio compares the two engines in the same minute."""
+    rounds = []
+    for _ in range(args.rounds):
+        vbt = time_calls(vbt_run, 1, warmup=0).median
+        collected = time_calls(bs_run, args.repeat, warmup=0).median
+        warm = time_calls(bs_run, args.repeat, warmup=0, collect=False).median
+        rounds.append({"vbt": vbt, "collected": collected, "warm": warm})
+    return rounds
 
 
 def rss_child(args) -> None:
@@ -496,6 +515,24 @@ def report(args, panel, weights, timed, parity, rss, start) -> None:
                         f"{'met' if vbt / t >= 250 else 'NOT met'})"
             print(goal)
 
+    rounds = timed.get("interleaved")
+    if rounds:
+        print()
+        print(f"Interleaved rounds (one vectorbt call, then {args.repeat} backsweep "
+              "run_backtest fill=close calls after a collection each, then as many back to "
+              "back; ratios within a round):")
+        rows = [[k + 1, f"{1e3 * r['vbt']:.0f}", f"{1e3 * r['collected']:.2f}",
+                 f"{r['vbt'] / r['collected']:.1f}x", f"{1e3 * r['warm']:.2f}",
+                 f"{r['vbt'] / r['warm']:.1f}x"] for k, r in enumerate(rounds)]
+        print(format_table(["round", "vectorbt ms", "backsweep ms", "ratio",
+                            "back to back ms", "ratio"], rows))
+        for label, key in (("", "collected"), (", back to back", "warm")):
+            ms = 1e3 * float(np.median([r[key] for r in rounds]))
+            ratio = float(np.median([r["vbt"] / r[key] for r in rounds]))
+            print(f"Goal (interleaved, medians of the rounds): backsweep fill=close{label} "
+                  f"{ms:.2f} ms ({'met' if ms <= 2.0 else 'NOT met'} <= 2 ms); vectorbt / "
+                  f"backsweep = {ratio:.1f}x ({'met' if ratio >= 250 else 'NOT met'} >= 250x)")
+
     if start:
         print()
         rows = []
@@ -576,6 +613,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--commission", type=float, default=0.001)
     p.add_argument("--repeat", type=int, default=15, help="timed runs of backsweep")
     p.add_argument("--vbt-repeat", type=int, default=5, help="timed runs of vectorbt")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved vectorbt / backsweep rounds (0 = skip)")
     p.add_argument("--ml4t-repeat", type=int, default=3, help="timed runs of ml4t-backtest")
     p.add_argument("--batch", type=int, default=20,
                    help="configs in the run_batch timing (commission grid); 0 = skip")
@@ -596,7 +635,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.only = [e for e in ENGINES if e in only]
     if args.quick:
         args.assets, args.bars = min(args.assets, 50), min(args.bars, 252)
-        args.repeat, args.vbt_repeat, args.ml4t_repeat = 3, 2, 1
+        args.repeat, args.vbt_repeat, args.ml4t_repeat, args.rounds = 3, 2, 1, 1
         args.batch = min(args.batch, 4)
     if args.top < 1 or args.every < 1 or args.repeat < 1:
         p.error("--top, --every and --repeat must be >= 1")
