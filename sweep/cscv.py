@@ -65,15 +65,16 @@ def _key(s, q, n):
     """A number ordered as the Sharpe ratio mean/std (ddof=1) of n returns with sum s and
     sum of squares q: SR·|SR| = s|s|(n−1) / (n(nq − s²)), without a square root.
     n < 2 gives −inf (undefined: ranked last); zero variance gives 0 when the sum is 0
-    (a run that did not trade) and ±inf otherwise. Never NaN when the sums over all
-    blocks are finite (``pbo_from_block_stats`` checks; ``_max`` relies on it), and
-    written without branches, so that the loops calling it vectorise."""
+    (a run that did not trade) and ±inf otherwise. Never NaN (``_max`` relies on it;
+    ``pbo_from_block_stats`` also refuses sums over the blocks that overflow), and written
+    without branches, so that the loops calling it vectorise."""
     d = n * q - s * s
     d = d if d > 0.0 else 0.0
     num = s * abs(s) * (n - 1.0)
     # d == 0: num / 0 is ±inf, and 0 / 0 would be NaN: divide 0 by 1 instead.
     den = n * d if d > 0.0 else (0.0 if num != 0.0 else 1.0)
     k = num / den
+    k = k if k == k else 0.0      # inf / inf: sums near the float range's end
     return k if n >= 2.0 else -np.inf
 
 
