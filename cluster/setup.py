@@ -160,6 +160,33 @@ class WorkerSetup(WorkerPlugin):
                 logger.warning("backsweep warm-up errors: %s", report["warm_up"]["errors"])
 
 
+    def teardown(self, worker: Any = None) -> None:
+        # Called as the worker starts closing, before it closes its connections: a
+        # heartbeat in flight then fails with "Failed to communicate with scheduler during
+        # heartbeat." and a traceback, which a local worker prints on the user's terminal
+        # at the end of a sweep (seen on a loaded machine). Expected by then: logged
+        # without the traceback. A running worker's failed heartbeat keeps it.
+        if worker is not None:
+            logging.getLogger("distributed.worker").addFilter(_ClosingHeartbeat(worker))
+
+
+class _ClosingHeartbeat(logging.Filter):
+    """Strips the traceback from a failed-heartbeat record while ``worker`` is closing
+    or closed (see WorkerSetup.teardown)."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.exc_info is not None
+                and str(getattr(self.worker, "status", "")).endswith(("closing", "closed"))
+                and record.getMessage().startswith("Failed to communicate with scheduler")):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def prepare(client: Any, *, modules: Iterable[str | os.PathLike[str]] = (),
             check: bool = True, warm_up: WarmUp | None = None,
             on_unload: Callable[[str], Any] | None = None,

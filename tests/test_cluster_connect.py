@@ -420,3 +420,47 @@ def test_every_target_kind_goes_through_one_dispatcher(dask_procs, tmp_path) -> 
         config.write_text('[profiles.bad]\naddress = "lab"\n')
         with cluster.connect("bad", config=config):
             pass
+
+
+def test_a_closing_worker_logs_a_failed_heartbeat_without_the_traceback() -> None:
+    """WorkerSetup's teardown (run as a worker starts closing, before its connections
+    close): a heartbeat that then fails is expected, and is logged in one line, not with
+    the traceback a local worker would print on the user's terminal; while the worker
+    runs, the traceback stays."""
+    import io
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from cluster.setup import WorkerSetup, _ClosingHeartbeat
+
+    log = logging.getLogger("distributed.worker")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    log.addHandler(handler)
+
+    def logged(message: str) -> str:
+        out.seek(0)
+        out.truncate()
+        try:
+            raise OSError("Stream is closed")
+        except OSError:
+            log.error(message, exc_info=True)
+        return out.getvalue()
+
+    def failed_heartbeat() -> str:
+        return logged("Failed to communicate with scheduler during heartbeat.")
+
+    try:
+        with LocalCluster(n_workers=1, processes=False,
+                          dashboard_address="127.0.0.1:0") as local, Client(local) as client:
+            client.register_plugin(WorkerSetup())
+            assert "Traceback" in failed_heartbeat()  # a running worker keeps it
+        text = failed_heartbeat()
+        assert "Failed to communicate with scheduler during heartbeat." in text
+        assert "Traceback" not in text
+        assert "Traceback" in logged("Unexpected exception during heartbeat.")  # others keep it
+    finally:
+        log.removeHandler(handler)
+        for f in [f for f in log.filters if isinstance(f, _ClosingHeartbeat)]:
+            log.removeFilter(f)
