@@ -165,9 +165,14 @@ class WorkerSetup(WorkerPlugin):
         # heartbeat in flight then fails with "Failed to communicate with scheduler during
         # heartbeat." and a traceback, which a local worker prints on the user's terminal
         # at the end of a sweep (seen on a loaded machine). Expected by then: logged
-        # without the traceback. A running worker's failed heartbeat keeps it.
-        if worker is not None:
-            logging.getLogger("distributed.worker").addFilter(_ClosingHeartbeat(worker))
+        # without the traceback. A running worker's failed heartbeat keeps it. Also called
+        # when the next sweep's prepare() replaces the plugin: one filter a worker.
+        if worker is None:
+            return
+        log = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _ClosingHeartbeat) and f.worker is worker
+                   for f in log.filters):
+            log.addFilter(_ClosingHeartbeat(worker))
 
 
 class _ClosingHeartbeat(logging.Filter):

@@ -455,11 +455,13 @@ def test_a_closing_worker_logs_a_failed_heartbeat_without_the_traceback() -> Non
         with LocalCluster(n_workers=1, processes=False,
                           dashboard_address="127.0.0.1:0") as local, Client(local) as client:
             client.register_plugin(WorkerSetup())
+            client.register_plugin(WorkerSetup())  # the next sweep's: replaces the first
             assert "Traceback" in failed_heartbeat()  # a running worker keeps it
         text = failed_heartbeat()
         assert "Failed to communicate with scheduler during heartbeat." in text
         assert "Traceback" not in text
         assert "Traceback" in logged("Unexpected exception during heartbeat.")  # others keep it
+        assert sum(isinstance(f, _ClosingHeartbeat) for f in log.filters) == 1
     finally:
         log.removeHandler(handler)
         for f in [f for f in log.filters if isinstance(f, _ClosingHeartbeat)]:
