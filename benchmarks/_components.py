@@ -22,7 +22,7 @@ from numba import njit
 
 from engine.config import pack_configs
 from engine.metrics import periods_per_year
-from engine.nb.layout import N_CLOSED, N_OPENED, N_WINS, TRADE_DTYPE
+from engine.nb.layout import LOG_FIELDS, N_CLOSED, N_OPENED, N_WINS
 from engine.nb.metrics import metrics_vector
 from engine.nb.simulate import last_valid_bars, simulate
 
@@ -49,7 +49,7 @@ def _full_loop(kernel, data, rows, open_, high, low, close, cfgs, t0, t1, ppy):
     weights = np.empty(close.shape)
     last_bar = last_valid_bars(close[t0:t1])
     no_atr = np.empty((0, 0))
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_log = np.empty((0, LOG_FIELDS))
     no_blocks = np.empty((0, 3))
     for r in range(rows.shape[0]):
         kernel(data, rows[r], weights)
@@ -64,7 +64,7 @@ def _simulate_repeat(open_, high, low, close, weights, cfgs, ppy, repeat):
     """One weight set simulated ``repeat`` times (direct timing of stage 2)."""
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_log = np.empty((0, LOG_FIELDS))
     no_blocks = np.empty((0, 3))
     acc = 0.0
     for _ in range(repeat):
@@ -78,7 +78,7 @@ def _one_run(open_, high, low, close, weights, cfgs, ppy):
     """One run with its per-bar series recorded."""
     last_bar = last_valid_bars(close)
     no_atr = np.empty((0, 0))
-    log = np.empty(0, dtype=TRADE_DTYPE)
+    log = np.empty((0, LOG_FIELDS))
     sim = simulate(open_, high, low, close, weights, _UNSCANNED, cfgs[0], last_bar, no_atr, 1,
                    log, ppy, np.empty((0, 3)), _NONE, _NONE)
     return sim.equity, sim.exposure, sim.fees.sum(), sim.notional.sum(), sim.acct

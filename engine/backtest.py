@@ -12,7 +12,21 @@ import polars as pl
 
 from engine.config import EngineConfig, pack_configs
 from engine.metrics import METRIC_NAMES, bars_per_year
-from engine.nb.layout import EXIT_REASONS, TRADE_DTYPE
+from engine.nb.layout import (
+    EXIT_REASONS,
+    LOG_ASSET,
+    LOG_COST,
+    LOG_DIRECTION,
+    LOG_ENTRY_BAR,
+    LOG_ENTRY_PRICE,
+    LOG_EXIT_BAR,
+    LOG_EXIT_PRICE,
+    LOG_EXIT_REASON,
+    LOG_FEES,
+    LOG_FIELDS,
+    LOG_PNL,
+    LOG_QUANTITY,
+)
 from engine.nb.simulate import simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.nb.weights import FINITE, INFINITE, NEGATIVE, scan_weights
@@ -40,31 +54,33 @@ class BacktestResult:
     turnover: np.ndarray
     positions: np.ndarray | None
     metrics: dict[str, float]
-    _trade_records: np.ndarray
+    _trade_log: np.ndarray  # rows of engine.nb.layout.LOG_COLUMNS
 
     @cached_property
     def trades(self) -> pl.DataFrame:
         """One row per trade (round trip); still-open trades have exit_reason 'open'."""
-        rec = self._trade_records
+        log = self._trade_log
         ts = self.timestamps
-        exit_bar = rec["exit_bar"]
+        asset, direction, entry_bar, exit_bar, reason = (
+            log[:, col].astype(np.int64)
+            for col in (LOG_ASSET, LOG_DIRECTION, LOG_ENTRY_BAR, LOG_EXIT_BAR, LOG_EXIT_REASON))
         is_open = exit_bar < 0
         exit_time = ts[np.where(is_open, 0, exit_bar)] if len(ts) else ts[:0]
         return pl.DataFrame(
             {
-                "asset": [self.assets[i] for i in rec["asset"]],
-                "direction": ["long" if d > 0 else "short" for d in rec["direction"]],
-                "entry_bar": rec["entry_bar"],
+                "asset": [self.assets[i] for i in asset],
+                "direction": ["long" if d > 0 else "short" for d in direction],
+                "entry_bar": entry_bar,
                 "exit_bar": pl.Series(exit_bar).set(pl.Series(is_open), None),
-                "entry_time": ts[rec["entry_bar"]],
+                "entry_time": ts[entry_bar],
                 "exit_time": pl.Series(exit_time).set(pl.Series(is_open), None),
-                "entry_price": rec["entry_price"],
-                "exit_price": rec["exit_price"],
-                "quantity": rec["quantity"],
-                "pnl": rec["pnl"],
-                "return": rec["pnl"] / rec["cost"],
-                "fees": rec["fees"],
-                "exit_reason": [EXIT_REASONS[i] for i in rec["exit_reason"]],
+                "entry_price": log[:, LOG_ENTRY_PRICE],
+                "exit_price": log[:, LOG_EXIT_PRICE],
+                "quantity": log[:, LOG_QUANTITY],
+                "pnl": log[:, LOG_PNL],
+                "return": log[:, LOG_PNL] / log[:, LOG_COST],
+                "fees": log[:, LOG_FEES],
+                "exit_reason": [EXIT_REASONS[i] for i in reason],
             },
             schema_overrides={"exit_bar": pl.Int64, "entry_bar": pl.Int64},
         ).with_columns(
@@ -178,7 +194,7 @@ def run_backtest(
         rows = rows[i0:i1]
     # A trade needs a finite weight to open it, so this nearly always suffices (stops,
     # delistings and reversals aside); when it doesn't, the run is repeated with room.
-    log = np.empty(n_finite + panel.n_assets + 16, dtype=TRADE_DTYPE)
+    log = np.empty((n_finite + panel.n_assets + 16, LOG_FIELDS))
     record = 2 if positions else 1
     while True:
         sim = simulate(panel.open, panel.high, panel.low, panel.close, w, rows, rec,
@@ -186,7 +202,7 @@ def run_backtest(
                        *market.kernel_arrays(ppy, [cfg]))
         if sim.n_trades <= log.shape[0]:
             break
-        log = np.empty(sim.n_trades, dtype=TRADE_DTYPE)  # rare: rerun with room for all
+        log = np.empty((sim.n_trades, LOG_FIELDS))  # rare: rerun with room for all
     return BacktestResult(
         timestamps=panel.timestamps,
         assets=panel.assets,
@@ -198,7 +214,7 @@ def run_backtest(
         turnover=sim.notional,
         positions=sim.positions if positions else None,
         metrics=dict(zip(METRIC_NAMES, sim.metrics.tolist(), strict=True)),
-        _trade_records=log[:sim.n_trades],
+        _trade_log=log[:sim.n_trades],
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from numba import from_dtype, njit, types
 
 from engine.config import CONFIG_DTYPE
-from engine.nb.layout import N_REFUSED, TRADE_DTYPE
+from engine.nb.layout import LOG_FIELDS, N_REFUSED
 from engine.nb.metrics import N_METRICS
 from engine.nb.simulate import last_valid_bars, simulate
 from strategies.base import FUSED_KERNEL_TYPE, WEIGHTS_KERNEL_TYPE
@@ -59,7 +59,7 @@ def evaluate_block(kernel, data, rows, open_, high, low, close, cfgs, cfg_of_run
     for w in range(W):
         last_bars[w] = last_valid_bars(close[windows[w, 0]:windows[w, 1]])
     no_atr = np.empty((0, 0))
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_log = np.empty((0, LOG_FIELDS))
     unscanned = np.empty(0, dtype=np.bool_)  # the bar loop reads the kernel's rows itself
     for r in range(R):
         kernel(data, rows[r], weights)

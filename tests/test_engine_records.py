@@ -31,7 +31,7 @@ from engine.metrics import (
     sortino,
     volatility,
 )
-from engine.nb.layout import TRADE_DTYPE
+from engine.nb.layout import LOG_FIELDS
 from engine.nb.simulate import SimResult, last_valid_bars, simulate
 from engine.nb.weights import scan_weights
 
@@ -122,7 +122,7 @@ def test_simulate_returns_named_fields() -> None:
     panel = synthetic_panel(n_assets=3, n_bars=60, seed=4, listing_fraction=0)
     w = np.full(panel.shape, np.nan)
     w[5] = 0.3
-    log = np.empty(16, dtype=TRADE_DTYPE)
+    log = np.empty((16, LOG_FIELDS))
     sim = simulate(panel.open, panel.high, panel.low, panel.close, w, scan_weights(w)[0],
                    pack_configs([EngineConfig()])[0], last_valid_bars(panel.close),
                    np.empty((0, 0)), 2, log, 252.0, np.empty((0, 3)), np.empty(0), np.empty(0))
@@ -179,7 +179,7 @@ def test_simulate_same_bits_with_or_without_the_scanned_rows(cfg: EngineConfig) 
     atr = np.empty((0, 0))
     sims = []
     for r in (rows, np.empty(0, dtype=np.bool_)):
-        log = np.empty(4096, dtype=TRADE_DTYPE)
+        log = np.empty((4096, LOG_FIELDS))
         sim = simulate(panel.open, panel.high, panel.low, panel.close, w, r, rec, last, atr,
                        2, log, 252.0, np.empty((0, 3)), np.empty(0), np.empty(0))
         assert 0 < sim.n_trades <= log.shape[0]

@@ -87,7 +87,7 @@ def fill_order(book, acct, cfg, n, qty, price, bar, reason, atr_value, closed):
     Buys in a cash account are cut to what the cash pays for (vectorbt's rule: spend
     ``(cash - fixed_fee) / (1 + commission)`` on the asset); a sale whose proceeds do not
     cover its fees is not filled. Returns ``(filled qty, closed a trade)``; a closed trade
-    is written to ``closed[0]``.
+    is written to the log row ``closed``.
     """
     cash = acct[CASH]
     qty, fill_price, fee, spend, status = order_cost(qty, price, cash, cfg)

@@ -22,6 +22,7 @@ from engine.nb.layout import (
     GROSS_LOSS,
     GROSS_PROFIT,
     LAST_W,
+    LOG_FIELDS,
     MARK,
     N_CLOSED,
     N_DROPPED,
@@ -32,7 +33,6 @@ from engine.nb.layout import (
     POS,
     SIGNAL,
     TR_ENTRY_BAR,
-    TRADE_DTYPE,
 )
 from engine.nb.metrics import N_METRICS, metrics_with_blocks, per_bar_rate
 from engine.nb.stops import average_true_range, check_stop, update_trailing
@@ -259,8 +259,8 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
     ``metrics_with_blocks`` of the run's equity and exposure series, with ``blocks``
     (S, 3) receiving the per-block return stats (S = 0: none). ``record``: 0 = metrics
     only (cash, fees and notional are empty); 1 = also those series, and trades written
-    to ``log`` (TRADE_DTYPE records) while it has room (``n_trades`` counts them all, so
-    a short log can be retried); 2 = also the (T, N) positions.
+    to ``log`` (rows of engine.nb.layout.LOG_COLUMNS) while it has room (``n_trades``
+    counts them all, so a short log can be retried); 2 = also the (T, N) positions.
     """
     T, N = close.shape
     book = _new_book(N)
@@ -278,7 +278,7 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
     fees_total = 0.0
     notional_total = 0.0
     n_log = 0
-    closed = np.empty(1, dtype=TRADE_DTYPE)
+    closed = np.empty(LOG_FIELDS)
     idx = np.empty(N, dtype=np.int64)
     vals = np.empty(N)
     wt = np.empty(N)
@@ -481,7 +481,7 @@ def simulate_batch(open_, high, low, close, weights, rows, cfgs, last_bar, perio
     out = np.empty((R, N_METRICS))
     atr = np.empty((0, 0))
     atr_window = -1
-    no_log = np.empty(0, dtype=TRADE_DTYPE)
+    no_log = np.empty((0, LOG_FIELDS))
     no_blocks = np.empty((0, 3))
     for r in range(R):
         cfg = cfgs[r]

@@ -1,4 +1,5 @@
-"""Position and trade bookkeeping for one fill, and the growable trade log.
+"""Position and trade bookkeeping for one fill, and the trade log (rows of
+``engine.nb.layout.LOG_COLUMNS``).
 
 The per-fill helpers are inlined into their callers (why: see engine.nb.fills)."""
 
@@ -11,6 +12,18 @@ from engine.nb.layout import (
     CASH,
     GROSS_LOSS,
     GROSS_PROFIT,
+    LOG_ASSET,
+    LOG_COST,
+    LOG_DIRECTION,
+    LOG_ENTRY_BAR,
+    LOG_ENTRY_PRICE,
+    LOG_EXIT_BAR,
+    LOG_EXIT_PRICE,
+    LOG_EXIT_REASON,
+    LOG_FEES,
+    LOG_FIELDS,
+    LOG_PNL,
+    LOG_QUANTITY,
     MARK,
     N_CLOSED,
     N_OPENED,
@@ -50,7 +63,8 @@ def _open_trade(book, acct, n, qty, price, fee, bar, atr_k, atr_value):
 def apply_fill(book, acct, n, qty, price, fee, bar, reason, atr_k, atr_value, closed):
     """Apply a filled signed ``qty`` of asset n at fill ``price`` with ``fee``.
 
-    Returns True when the fill closed a trade; that trade is then written to ``closed[0]``.
+    Returns True when the fill closed a trade; that trade is then written to ``closed``
+    (one log row).
     A fill that reverses the position closes the trade and opens a new one with the rest,
     splitting the fee by quantity.
     """
@@ -91,18 +105,17 @@ def apply_fill(book, acct, n, qty, price, fee, bar, reason, atr_k, atr_value, cl
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _finish_trade(book, acct, n, bar, reason, exit_price, pnl, closed):
-    t = closed[0]
-    t.asset = n
-    t.direction = int(book[TR_DIR, n])
-    t.entry_bar = int(book[TR_ENTRY_BAR, n])
-    t.exit_bar = bar if reason != OPEN else -1
-    t.entry_price = book[TR_ENTRY_PRICE, n]
-    t.exit_price = exit_price
-    t.quantity = book[TR_QTY_IN, n]
-    t.pnl = pnl
-    t.cost = book[TR_ENTRY_PRICE, n] * book[TR_QTY_IN, n]
-    t.fees = book[TR_FEES, n]
-    t.exit_reason = reason
+    closed[LOG_ASSET] = n
+    closed[LOG_DIRECTION] = book[TR_DIR, n]
+    closed[LOG_ENTRY_BAR] = book[TR_ENTRY_BAR, n]
+    closed[LOG_EXIT_BAR] = bar if reason != OPEN else -1
+    closed[LOG_ENTRY_PRICE] = book[TR_ENTRY_PRICE, n]
+    closed[LOG_EXIT_PRICE] = exit_price
+    closed[LOG_QUANTITY] = book[TR_QTY_IN, n]
+    closed[LOG_PNL] = pnl
+    closed[LOG_COST] = book[TR_ENTRY_PRICE, n] * book[TR_QTY_IN, n]
+    closed[LOG_FEES] = book[TR_FEES, n]
+    closed[LOG_EXIT_REASON] = reason
     if reason != OPEN:
         acct[N_CLOSED] += 1.0
         if pnl > 0:
@@ -114,16 +127,18 @@ def _finish_trade(book, acct, n, bar, reason, exit_price, pnl, closed):
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def describe_open_trade(book, acct, n, closed):
-    """Write asset n's still-open trade, marked at its last close, to ``closed[0]``."""
+    """Write asset n's still-open trade, marked at its last close, to the row ``closed``."""
     _finish_trade(book, acct, n, -1, OPEN, book[MARK, n],
                   book[TR_CASH, n] + book[POS, n] * book[MARK, n], closed)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def log_trade(log, n_logged, closed):
-    """Store ``closed[0]`` as trade number ``n_logged`` if the log has room; returns the new
-    count. The log never grows here: reassigning an array inside the bar loop costs Numba
-    reference counting on every bar, so the caller sizes it and retries when it was short."""
+    """Store the row ``closed`` as trade number ``n_logged`` if the log (LOG_FIELDS
+    columns) has room; returns the new count. The log never grows here: reassigning an
+    array inside the bar loop costs Numba reference counting on every bar, so the caller
+    sizes it and retries when it was short."""
     if n_logged < log.shape[0]:
-        log[n_logged] = closed[0]
+        for i in range(LOG_FIELDS):
+            log[n_logged, i] = closed[i]
     return n_logged + 1
