@@ -175,45 +175,56 @@ def _marked_equity(book, close, t, cash, held, h):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _decide(book, acct, cfg, stops, weights, close, last_bar, t, n_bars, equity, wt, idx,
+def _decide(book, acct, cfg, stops, weights, close, last_bar, t, delisting, equity, wt, idx,
             vals, cand):
     """Turn row ``weights[t]`` into order quantities in ``book.order``.
 
     Returns the number of orders; their assets are ``idx[:k]`` and their values (for the
-    sells-first sort) ``vals[:k]``. A delisting asset gets target 0 (close mode only: in
-    next_open mode it was already closed out and gets nothing).
+    sells-first sort) ``vals[:k]``. ``delisting``: some asset's bars end at t (before the
+    panel's last bar); such an asset gets target 0 (close mode only: in next_open mode it
+    was already closed out and gets nothing).
     """
     N = close.shape[1]
-    gross = 0.0
-    held = 0.0
-    # The assets that may get an order, in asset order: those with a target that are held
-    # or told to hold something (most assets of a rebalance are flat and told to stay so).
-    m = 0
     fill_close = cfg.fill_close
-    refuse = not cfg.allow_short
-    delisting = t < n_bars - 1  # an asset whose bars end here (before the last) is closed
+    # The row's weights, NaN where the asset has no bar, in a branch-free pass that
+    # vectorises; the rare cases (delistings, refused shorts, stops' bookkeeping) are then
+    # applied in that order. One loop doing it all, asset by asset, made a rebalancing
+    # backtest ~6 % slower.
+    negative = 0
     for n in range(N):
         c = close[t, n]
-        w = weights[t, n]
-        if np.isnan(c):
-            w = np.nan
-        elif last_bar[n] == t and delisting:
-            w = 0.0 if fill_close else np.nan
-        else:
-            if w < 0.0 and refuse:
-                acct[N_REFUSED] += 1.0  # callers check their inputs; batch callers see this
-                w = np.nan
-            # What a stop needs (the instruction in force, and a stopped asset staying out
-            # until its instruction changes); without stops nothing reads these fields.
-            if stops and not np.isnan(w):
-                if book[BLOCKED, n] != 0.0:
-                    if w == book[BLOCK_W, n]:
-                        w = np.nan
-                    else:
-                        book[BLOCKED, n] = 0.0
-                if not np.isnan(w):
-                    book[LAST_W, n] = w
+        w = weights[t, n] if c == c else np.nan
+        negative += w < 0.0
         wt[n] = w
+    if delisting:  # an asset whose bars end here (before the last) is closed
+        for n in range(N):
+            if last_bar[n] == t and not np.isnan(close[t, n]):
+                wt[n] = 0.0 if fill_close else np.nan
+    if negative and not cfg.allow_short:
+        for n in range(N):
+            if wt[n] < 0.0:
+                acct[N_REFUSED] += 1.0  # callers check their inputs; batch callers see this
+                wt[n] = np.nan
+    if stops:
+        # What a stop needs (the instruction in force, and a stopped asset staying out
+        # until its instruction changes); without stops nothing reads these fields.
+        for n in range(N):
+            w = wt[n]
+            if np.isnan(w) or (delisting and last_bar[n] == t):
+                continue
+            if book[BLOCKED, n] != 0.0:
+                if w == book[BLOCK_W, n]:
+                    wt[n] = np.nan
+                    continue
+                book[BLOCKED, n] = 0.0
+            book[LAST_W, n] = w
+    # The assets that may get an order, in asset order: those with a target that are held
+    # or told to hold something (most assets of a rebalance are flat and told to stay so).
+    gross = 0.0
+    held = 0.0
+    m = 0
+    for n in range(N):
+        w = wt[n]
         pos = book[POS, n]
         if not np.isnan(w):
             gross += abs(w)
@@ -409,8 +420,8 @@ def simulate(open_, high, low, close, weights, rows, cfg, last_bar, atr, record,
                 h = _held_assets(book, held)
                 stale = False
             eq = _marked_equity(book, close, t, acct[CASH], held, h)
-            k = _decide(book, acct, cfg, has_stops, weights, close, last_bar, t, T, eq, wt,
-                        idx, vals, cand)
+            k = _decide(book, acct, cfg, has_stops, weights, close, last_bar, t, delisting[t],
+                        eq, wt, idx, vals, cand)
             if next_open:
                 pending = k
                 waiting[:k] = idx[:k]  # the assets with an order, ascending
