@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from engine.nb.fills import fill_order, order_quantity, sort_by_value
+from engine.nb.jit import loop_helper
 from engine.nb.layout import (
     ACCT_FIELDS,
     BAR_FEES,
@@ -97,10 +98,9 @@ def _delisting_order(last_bar, n_bars):
     return out
 
 
-# _instructed, _span_end and _held_assets are calls, not inlined: once a span or a busy bar,
-# a call costs nothing measurable, and inlined they added ~5 s (25 %) to the bar loop's
-# cold compilation.
-@njit(nogil=True, cache=True, error_model="numpy")
+# _instructed, _span_end and _held_assets are calls, not inlined (inlined they added ~5 s,
+# 25 %, to the bar loop's cold compilation), without reference counting (loop_helper).
+@loop_helper
 def _instructed(weights, rows, t):
     """Does row ``weights[t]`` hold an instruction (a non-NaN weight)? ``rows`` holds the
     answers when the caller has them (engine.nb.weights.scan_weights), else is empty."""
@@ -124,7 +124,7 @@ def _instructed(weights, rows, t):
     return False
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def _span_end(weights, rows, t, limit):
     """The first bar after t with an instruction, or ``limit`` (the next delisting bar,
     or T) if none comes before it."""
@@ -148,7 +148,7 @@ def _span_end(weights, rows, t, limit):
     return u
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def _held_assets(book, held):
     """Write the assets with a position to ``held``, ascending; returns how many."""
     h = 0

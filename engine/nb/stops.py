@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit
 
+from engine.nb.jit import loop_helper
 from engine.nb.layout import (
     ATR_LEVEL,
     ATR_STOP,
@@ -51,7 +52,7 @@ def average_true_range(high, low, close, window):
     return out
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def check_stop(book, n, cfg, o, h, lo):
     """The stop that fires for asset n's position on a bar with open/high/low ``o, h, lo``.
 
@@ -91,7 +92,7 @@ def check_stop(book, n, cfg, o, h, lo):
     return SIGNAL, np.nan
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def update_trailing(book, n, h, lo):
     """Move the trailing reference with a finished bar's high (long) or low (short)."""
     if book[TR_DIR, n] > 0:
