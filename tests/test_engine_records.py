@@ -1,6 +1,7 @@
 """Named slots and derived records: metric slots by name, the packed config derived from
-the EngineConfig fields, simulate's named result, strategy row columns by name, and each
-metric formula written once (the standalone functions give the fused pass's bits)."""
+the EngineConfig fields, simulate's named result, strategy row columns by name, each
+metric formula written once (the standalone functions give the fused pass's bits), and the
+bar loop's helpers compiled without reference counting."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 import math
 import typing
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +33,9 @@ from engine.metrics import (
     sortino,
     volatility,
 )
-from engine.nb.layout import LOG_FIELDS
+from engine.nb import fills, stops
+from engine.nb import simulate as nb_simulate
+from engine.nb.layout import ACCT_FIELDS, BOOK_FIELDS, CASH, LOG_FIELDS
 from engine.nb.simulate import SimResult, last_valid_bars, simulate
 from engine.nb.weights import scan_weights
 
@@ -131,6 +135,46 @@ def test_simulate_returns_named_fields() -> None:
     assert sim.positions.shape == panel.shape
     assert sim.n_trades == 3 and sim.metrics.shape == (len(METRIC_NAMES),)
     assert sim.metrics[METRIC_NAMES.index("final_equity")] == sim.equity[-1]
+
+
+# ------------------------------------------------------------------ the loop's helpers
+def _helper_calls() -> list[tuple[typing.Any, tuple]]:
+    """Each helper the bar loop calls (not inlines), with arguments of the bar loop's
+    types."""
+    book = np.zeros((BOOK_FIELDS, 3))
+    acct = np.zeros(ACCT_FIELDS)
+    acct[CASH] = 1000.0
+    rec = pack_configs([EngineConfig(stop_loss=0.1, trailing_stop=0.1)])[0]
+    w = np.full((4, 3), np.nan)
+    rows = np.zeros(4, dtype=np.bool_)
+    return [
+        (fills.fill_order, (book, acct, rec, 1, 2.0, 10.0, 0, 0, np.nan, np.empty(LOG_FIELDS))),
+        (stops.check_stop, (book, 1, rec, 10.0, 11.0, 9.0)),
+        (stops.update_trailing, (book, 1, 11.0, 9.0)),
+        (nb_simulate._instructed, (w, rows, 0)),
+        (nb_simulate._span_end, (w, rows, 0, 4)),
+        (nb_simulate._held_assets, (book, np.empty(3, dtype=np.int64))),
+    ]
+
+
+def _compiled_asm(helper: typing.Any, args: tuple, **options: typing.Any) -> str:
+    """The machine code of ``helper`` compiled afresh (the cached code cannot be
+    inspected) with its own options, changed by ``options``."""
+    own = {k: v for k, v in helper.targetoptions.items() if k != "nopython"}  # njit's own
+    fresh = numba.njit(**{**own, "cache": False, **options})(helper.py_func)
+    fresh(*args)
+    return fresh.inspect_asm(fresh.signatures[0])
+
+
+@pytest.mark.parametrize("helper, args", _helper_calls(),
+                         ids=[helper.__name__ for helper, _ in _helper_calls()])
+def test_loop_helpers_make_no_reference_counting_calls(helper, args) -> None:
+    """The helpers the bar loop calls per fill, per held asset and per span are compiled
+    without Numba's reference counting (engine.nb.jit.loop_helper): with it, each call
+    increfs and decrefs every array argument (~25 % of a rebalancing backtest)."""
+    assert "NRT_incref" not in _compiled_asm(helper, args)
+    if helper is fills.fill_order:  # the check sees the counting where it is compiled in
+        assert "NRT_incref" in _compiled_asm(helper, args, _nrt=True)
 
 
 # ------------------------------------------------------------------ the weights' one pass
