@@ -12,21 +12,7 @@ import polars as pl
 
 from engine.config import EngineConfig, pack_configs
 from engine.metrics import METRIC_NAMES, bars_per_year
-from engine.nb.layout import (
-    EXIT_REASONS,
-    LOG_ASSET,
-    LOG_COST,
-    LOG_DIRECTION,
-    LOG_ENTRY_BAR,
-    LOG_ENTRY_PRICE,
-    LOG_EXIT_BAR,
-    LOG_EXIT_PRICE,
-    LOG_EXIT_REASON,
-    LOG_FEES,
-    LOG_FIELDS,
-    LOG_PNL,
-    LOG_QUANTITY,
-)
+from engine.nb.layout import EXIT_REASONS, LOG_COLUMNS, LOG_FIELDS
 from engine.nb.simulate import simulate, simulate_batch
 from engine.nb.stops import average_true_range
 from engine.nb.weights import FINITE, INFINITE, NEGATIVE, scan_weights
@@ -59,11 +45,11 @@ class BacktestResult:
     @cached_property
     def trades(self) -> pl.DataFrame:
         """One row per trade (round trip); still-open trades have exit_reason 'open'."""
-        log = self._trade_log
+        log = dict(zip(LOG_COLUMNS, self._trade_log.T, strict=True))
         ts = self.timestamps
         asset, direction, entry_bar, exit_bar, reason = (
-            log[:, col].astype(np.int64)
-            for col in (LOG_ASSET, LOG_DIRECTION, LOG_ENTRY_BAR, LOG_EXIT_BAR, LOG_EXIT_REASON))
+            log[name].astype(np.int64)
+            for name in ("asset", "direction", "entry_bar", "exit_bar", "exit_reason"))
         is_open = exit_bar < 0
         exit_time = ts[np.where(is_open, 0, exit_bar)] if len(ts) else ts[:0]
         return pl.DataFrame(
@@ -74,12 +60,12 @@ class BacktestResult:
                 "exit_bar": pl.Series(exit_bar).set(pl.Series(is_open), None),
                 "entry_time": ts[entry_bar],
                 "exit_time": pl.Series(exit_time).set(pl.Series(is_open), None),
-                "entry_price": log[:, LOG_ENTRY_PRICE],
-                "exit_price": log[:, LOG_EXIT_PRICE],
-                "quantity": log[:, LOG_QUANTITY],
-                "pnl": log[:, LOG_PNL],
-                "return": log[:, LOG_PNL] / log[:, LOG_COST],
-                "fees": log[:, LOG_FEES],
+                "entry_price": log["entry_price"],
+                "exit_price": log["exit_price"],
+                "quantity": log["quantity"],
+                "pnl": log["pnl"],
+                "return": log["pnl"] / log["cost"],
+                "fees": log["fees"],
                 "exit_reason": [EXIT_REASONS[i] for i in reason],
             },
             schema_overrides={"exit_bar": pl.Int64, "entry_bar": pl.Int64},
