@@ -19,6 +19,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from engine.nb.bits import bits_float
+
 __all__ = ["cscv", "cscv_schedule"]
 
 
@@ -124,6 +126,8 @@ def _advance(Sb, Qb, Cb, St, Qt, Ct, bi, bo, ni, no, uniform, a, i, s, q, c):
 def _step_keys(Sb, Qb, Cb, St, Qt, Ct, bi, bo, ni, no, uniform, a, b, s, q, c, ka, kb):
     """One step over the tile a..b-1: sums and keys in one pass, the keys written to
     ``ka`` (in-sample half) and ``kb``."""
+    # Two loops alike but for the literal: each compiles with ``uniform`` a constant, so
+    # the uniform one neither tracks nor reads the per-configuration counts.
     if uniform:
         for i in range(b - a):
             ka[i], kb[i] = _advance(Sb, Qb, Cb, St, Qt, Ct, bi, bo, ni, no, True, a, i, s, q, c)
@@ -133,8 +137,8 @@ def _step_keys(Sb, Qb, Cb, St, Qt, Ct, bi, bo, ni, no, uniform, a, b, s, q, c, k
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _max(x, m, cell):
-    """max(x[:m]) of keys (never NaN); ``cell`` is a scratch int64 array of one.
+def _max(x, m):
+    """max(x[:m]) of keys (never NaN).
 
     Written by hand because Numba's LLVM vectorises no floating-point max reduction (not
     even with fastmath), and one running max is a chain of dependent instructions. A
@@ -146,8 +150,7 @@ def _max(x, m, cell):
     for i in range(m):
         k = bits[i]
         v = max(v, k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF))
-    cell[0] = v ^ ((v >> 63) & 0x7FFFFFFFFFFFFFFF)     # the map is its own inverse
-    return cell.view(np.float64)[0]
+    return bits_float(v ^ ((v >> 63) & 0x7FFFFFFFFFFFFFFF))     # the map is its own inverse
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -208,7 +211,6 @@ def _cscv_best(Sb, Qb, Cb, St, Qt, Ct, first, swap_in, swap_out, n_in, n_out, un
     oos_a = np.full(P, -np.inf)     # its out-of-sample key (on B_j)
     oos_b = np.full(P, -np.inf)
     s, q, c, ka, kb = _tile_buffers(tile)
-    cell = np.empty(1, dtype=np.int64)
     for a in range(lo, hi, tile):
         b = min(a + tile, hi)
         m = b - a
@@ -216,13 +218,13 @@ def _cscv_best(Sb, Qb, Cb, St, Qt, Ct, first, swap_in, swap_out, n_in, n_out, un
         for j in range(P):
             _step_keys(Sb, Qb, Cb, St, Qt, Ct, swap_in[j], swap_out[j], n_in[j], n_out[j],
                        uniform, a, b, s, q, c, ka, kb)
-            v = _max(ka, m, cell)
+            v = _max(ka, m)
             if v > key_a[j] or best_a[j] < 0:     # strict: an earlier tile wins ties
                 i = _first(ka, m, v)
                 key_a[j] = v
                 best_a[j] = a + i
                 oos_a[j] = kb[i]
-            v = _max(kb, m, cell)
+            v = _max(kb, m)
             if v > key_b[j] or best_b[j] < 0:
                 i = _first(kb, m, v)
                 key_b[j] = v

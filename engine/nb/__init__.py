@@ -1,5 +1,5 @@
 """The engine's Numba kernels, by phase (weights, fills, trades, stops, simulate, single,
-metrics, layout).
+metrics), with their shared layouts (layout), compile options (jit) and float bits (bits).
 
 Importing this package imports Numba without SciPy. Numba imports ``scipy`` when it is
 imported (a version check) and ``scipy.linalg``'s BLAS (~30 MB of resident memory) when

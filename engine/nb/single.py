@@ -25,10 +25,9 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
+from engine.nb.bits import bits_float, float_bits
 from engine.nb.fills import _close_enough, order_cost, order_quantity
 from engine.nb.metrics import (
     FEES,
@@ -68,22 +67,6 @@ ADD_N_MIN = 32
 binade, against ~1 ns an addition on the benchmark machine)."""
 
 
-@intrinsic
-def _bits(typingctx, x):
-    """The IEEE bits of a float64, as an int64 (a register move)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _from_bits(typingctx, i):
-    """The float64 whose IEEE bits are the int64 ``i``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
 @njit(nogil=True, cache=True, error_model="numpy")
 def add_n(s, c, k):
     """The bits of ``k`` sequential additions ``s = s + c``, in a few steps.
@@ -99,13 +82,13 @@ def add_n(s, c, k):
     if c == 0.0:
         return s + c if k > 0 else s  # once: -0.0 may become 0.0; again changes nothing
     while k > 0:
-        bits = _bits(s) & 0x7FFFFFFFFFFFFFFF
+        bits = float_bits(s) & 0x7FFFFFFFFFFFFFFF
         e = bits >> 52                   # the biased exponent of |s|
         if k < 4 or e < 64 or e > 1980:  # few additions, or |s| tiny, huge, inf or NaN
             s = s + c
             k -= 1
             continue
-        q = c * _from_bits((2098 - e) << 52)  # c / u, exact (u = 2**(e - 1075))
+        q = c * bits_float((2098 - e) << 52)  # c / u, exact (u = 2**(e - 1075))
         if not abs(q) < _TWO52:          # c is not small against s (or not finite)
             s = s + c
             k -= 1
@@ -133,7 +116,7 @@ def add_n(s, c, k):
                 k -= 1
                 continue
         units = units + j * mag if grows else units - j * mag
-        s = math.copysign(units * _from_bits((e - 52) << 52), s)
+        s = math.copysign(units * bits_float((e - 52) << 52), s)
         k -= int(j)
     return s
 
