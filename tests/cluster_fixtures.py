@@ -267,7 +267,7 @@ class TaskCounter(SchedulerPlugin):
         self.in_flight = 0
         self.peak_in_flight = 0
         self.done_by: dict[str, int] = {}
-        self.seconds: list[float] = []
+        self.seconds: list[tuple[str, float]] = []  # (key, compute seconds) a task
         self.scheduler: Any = None
 
     async def start(self, scheduler: Any) -> None:
@@ -295,7 +295,7 @@ class TaskCounter(SchedulerPlugin):
             self.done_by[name] = self.done_by.get(name, 0) + 1
             for ss in kwargs.get("startstops") or ():
                 if ss.get("action") == "compute":
-                    self.seconds.append(float(ss["stop"]) - float(ss["start"]))
+                    self.seconds.append((str(key), float(ss["stop"]) - float(ss["start"])))
 
     def snapshot(self) -> dict[str, Any]:
         return {"peak": self.peak, "live": len(self.live), "done_by": dict(self.done_by),
