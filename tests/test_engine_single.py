@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from gen import MAX_T, make_panel
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
@@ -83,6 +83,9 @@ def _sums(draw: st.DrawFn) -> tuple[float, float, int]:
 
 @SETTINGS
 @given(_sums())
+# at a binade's bottom edge a step toward zero smaller than half a unit still moves s
+@example((1.0, -0.3 * 2.0**-52, 40))
+@example((-(2.0**-7), 0.3 * 2.0**-59, 40))
 def test_add_n_is_the_plain_loop(case: tuple[float, float, int]) -> None:
     s, c, k = case
     assert _bits(_add_n(s, c, k)) == _bits(_add_loop(s, c, k)), case
@@ -92,7 +95,9 @@ def test_add_n_edges() -> None:
     for s, c, k in [(0.0, 0.0, 5), (-0.0, 0.0, 3), (-0.0, 0.0, 0), (1.0, np.inf, 50),
                     (np.inf, -1.0, 50), (np.nan, 1.0, 40), (1e308, 1e308, 40),
                     (5e-324, 5e-324, 100), (1.0, 1e-30, 10_000), (2.0**53, 1.0, 100),
-                    (1e6, 1e6, 2520), (-(2.0**60), 3.0, 1000), (1.0, -0.75, 200)]:
+                    (1e6, 1e6, 2520), (-(2.0**60), 3.0, 1000), (1.0, -0.75, 200),
+                    (1.0, -0.3 * 2.0**-52, 40), (4.0, -0.49 * 2.0**-50, 40),
+                    (1.0, -0.25 * 2.0**-52, 40), (1.0, 0.3 * 2.0**-52, 40)]:
         a, b = _add_n(s, c, k), _add_loop(s, c, k)
         assert _bits(a) == _bits(b) or (math.isnan(a) and math.isnan(b)), (s, c, k)
     assert ADD_N_MIN >= 4

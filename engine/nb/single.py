@@ -100,9 +100,15 @@ def add_n(s, c, k):
             k -= 1
             continue
         steps = fq + 1.0 if frac > 0.5 else fq  # c rounded to the binade's grid, in units of u
-        if steps == 0.0:
-            return s                     # c is absorbed while s stays here: it stays here
         units = float((bits & 0xFFFFFFFFFFFFF) | 0x10000000000000)  # |s| / u, in [2**52, 2**53)
+        if steps == 0.0:
+            # c is absorbed while s stays here: it stays here. Except at |s| = 2**E with c
+            # pointing to zero: the spacing below is u/2, so u/4 < |c| < u/2 moves s there.
+            if units != _TWO52 or (c > 0.0) == (s > 0.0):
+                return s
+            s = s + c
+            k -= 1
+            continue
         mag = abs(steps)
         grows = (steps > 0.0) == (s > 0.0)
         # keep one unit from the binade's ends, where the spacing changes
