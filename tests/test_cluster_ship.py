@@ -9,10 +9,12 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import cloudpickle
 import pytest
+from distributed import Event
 from test_cluster_support import (
     DaskProcesses,
     wait_for,
@@ -200,13 +202,18 @@ def test_numba_cache_dir_choice(tmp_path, monkeypatch):
 def test_workers_join_and_die_mid_stream_without_losing_tasks(ship_procs, user_code):
     """Elastic, from the cluster side: 100 tasks that need the shipped strategy; a worker
     joins while they run and takes some; another is SIGKILLed (nanny and all) while they
-    run; every task completes exactly once (Dask retries what the dead worker held)."""
+    run; every task completes exactly once (Dask retries what the dead worker held).
+    All but the first three tasks wait for an event set once the new worker has joined
+    and the other is killed: a loaded machine may start a worker process slower than
+    sleeping tasks run out, and the joining worker must still find work."""
     _ensure_workers(ship_procs, "a", "b", "c")
     if "d" in ship_procs.workers:
         ship_procs.stop_worker("d")
     with cluster.connect(ship_procs.address, timeout=10) as client:
         cluster.prepare(client, modules=[user_code["file"]])
         wait_for_worker_names(client, {"a", "b", "c"})
+
+        go = Event(f"ship-go-{uuid.uuid4().hex}", client=client)
 
         def task(i):
             import time as _time
@@ -216,6 +223,8 @@ def test_workers_join_and_die_mid_stream_without_losing_tasks(ship_procs, user_c
             import strategies
 
             strategies.get("rsi_reversal")  # the shipped module is there
+            if i >= 3 and not go.wait(timeout=120):
+                raise TimeoutError("the test never let the tasks go")
             _time.sleep(0.25)
             return i, get_worker().name
 
@@ -224,9 +233,9 @@ def test_workers_join_and_die_mid_stream_without_losing_tasks(ship_procs, user_c
         wait_for(lambda: sum(f.done() for f in futures) >= 3, 60, "the first tasks")
         ship_procs.add_worker("d")
         wait_for_worker_names(client, {"d"})
-        left = n - sum(f.done() for f in futures)
-        assert left > 20, "the tasks ran out before the new worker joined"
+        assert sum(f.done() for f in futures) == 3  # the rest wait: d joins mid-stream
         ship_procs.workers["a"].signal_group(signal.SIGKILL)  # nanny and worker
+        go.set()
         started = time.monotonic()
         results = client.gather(futures)
         assert time.monotonic() - started < 120
