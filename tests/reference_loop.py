@@ -71,8 +71,9 @@ A16 Benchmark and risk-free rate (docs/engine.md "Benchmark and risk-free rate")
     ratio of rounding noise, as in the engine). A bar before a series' first value is NaN
     and makes the metrics that use it NaN.
 A14 Knife edges (see EDGE): where the spec's discrete decision sits exactly on its boundary in
-    exact arithmetic (e.g. a rebalance sale worth exactly the fixed fee: proceeds 0), either
-    outcome is correct; the reference records the bar and parity tests stop comparing there.
+    exact arithmetic (e.g. a rebalance sale worth exactly the fixed fee: proceeds 0, or two
+    next_open buys whose keys `qty * open` tie, one of them cut by cash), either outcome is
+    correct; the reference records the bar and parity tests stop comparing there.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ class _State:
     pending: list[_Order] = field(default_factory=list)
     edge_bar: int | None = None
     edges: list[str] = field(default_factory=list)
+    cash_cut: bool = False  # the last buy _execute saw was cut or refused for cash
 
     @property
     def n_assets(self) -> int:
@@ -374,6 +376,7 @@ def _execute(st: _State, t: int, n: int, dq: float, p: float, reason: str,
         if st.cash_account:
             _edge(st, t, cost, st.cash * (1.0 + CASH_TOL), max(cost, st.cash), "cash limit")
         if st.cash_account and cost > st.cash * (1.0 + CASH_TOL):
+            st.cash_cut = True
             if f > 0.0:  # with f = 0 both sides are exact (cash is snapped to 0)
                 _edge(st, t, st.cash, f, max(f, st.cash), "cash vs fixed fee")
             if st.cash <= f:
@@ -421,9 +424,17 @@ def _fill_pending(st: _State, t: int) -> None:
             continue  # no open this bar: dropped
         live.append((o.qty * op, k, o))
     live.sort(key=lambda x: (x[0], x[1]))  # stable: ties keep asset order
-    _edge_sort(st, t, [k for k, _, _ in live])
-    for _, _, o in live:
+    keys = [k for k, _, _ in live]
+    _edge_sort(st, t, keys)
+    for key, _, o in live:
+        st.cash_cut = False
         _execute(st, t, o.asset, o.qty, float(st.panel.open[t, o.asset]), o.reason, t - 1)
+        if st.cash_cut and keys.count(key) > 1:
+            # The keys are rounded products: buys tied exactly here may be an ulp apart in
+            # another correct rounding and run in the other order (equal weights at an open
+            # equal to the last close: each key is w * E in exact arithmetic). Which of them
+            # cash cuts is then a knife edge. (Close mode's keys tie exactly in both, A13.)
+            _edge(st, t, key, key, key, "tied buys, one cut by cash")
     st.pending = []
 
 
