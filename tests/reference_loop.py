@@ -205,9 +205,14 @@ def _finite(x: float) -> bool:
 def _edge(st: _State, t: int, a: float, b: float, scale: float, what: str) -> None:
     """Record a knife edge when a decision compares a with b and they are within EDGE."""
     if abs(a - b) <= EDGE * abs(scale):
-        if st.edge_bar is None:
-            st.edge_bar = t
-        st.edges.append(f"bar {t}: {what} ({a!r} vs {b!r})")
+        _knife_edge(st, t, f"{what} ({a!r} vs {b!r})")
+
+
+def _knife_edge(st: _State, t: int, what: str) -> None:
+    """Record a knife edge at bar t."""
+    if st.edge_bar is None:
+        st.edge_bar = t
+    st.edges.append(f"bar {t}: {what}")
 
 
 def _edge_sort(st: _State, t: int, keys: list[float]) -> None:
@@ -434,7 +439,7 @@ def _fill_pending(st: _State, t: int) -> None:
             # another correct rounding and run in the other order (equal weights at an open
             # equal to the last close: each key is w * E in exact arithmetic). Which of them
             # cash cuts is then a knife edge. (Close mode's keys tie exactly in both, A13.)
-            _edge(st, t, key, key, key, "tied buys, one cut by cash")
+            _knife_edge(st, t, f"tied buys, one cut by cash ({key!r})")
     st.pending = []
 
 
