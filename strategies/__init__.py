@@ -2,7 +2,7 @@
 
 Example:
     >>> import strategies
-    >>> strategies.names()[:2]
+    >>> [n for n in strategies.names() if n in strategies.BUILTIN_NAMES][:2]
     ['breakout', 'ma_cross']
     >>> s = strategies.get("ma_cross")
     >>> sorted(s.params)

@@ -19,7 +19,9 @@ SLOW = 1         # slot of the slow average
 LONG_SHORT = 2   # 1.0: go short after a cross down (else flat)
 # For the fused one-asset kernel (one asset, every close finite), from
 # strategies.signals.cross_flips: where the run's crosses are, found once for the grid.
-CROSS_AT = 3     # index in ``data.ravel()`` of the run's cross bars (-1: not computed)
+CROSS_AT = 3     # where the run's cross bars start (-1: not computed), as an index in
+#                  data.ravel().view(np.uint32): the rows after the averages hold them as
+#                  uint32, two to a float64
 N_CROSSES = 4    # how many
 FIRST_BAR = 5    # the bar from which both averages exist (-1: never)
 FIRST_SIGN = 6   # the sign of fast - slow there
@@ -161,7 +163,8 @@ def _fused(data, row, open_, close, cfgs, ci, t0, t1, periods_per_year, blocks, 
     exit_state = -1.0 if row[LONG_SHORT] != 0.0 else 0.0
     if row[CROSS_AT] >= 0.0:
         k = int(row[CROSS_AT])
-        n = _cross_instructions(data.reshape(data.size), k, k + int(row[N_CROSSES]),
+        n = _cross_instructions(data.reshape(data.size).view(np.uint32), k,
+                                k + int(row[N_CROSSES]),
                                 int(row[FIRST_BAR]), int(row[FIRST_SIGN]), t1, exit_state,
                                 t0, ev)
     else:
@@ -172,6 +175,17 @@ def _fused(data, row, open_, close, cfgs, ci, t0, t1, periods_per_year, blocks, 
                                  blocks, out))
 
 
+@njit(nogil=True, cache=True)
+def _close_and_averages(close, keys, data):
+    """Into ``data`` (1 + K, T, N): the closes, then the average of each key (window * 2,
+    + 1 for an EMA). One call, not one a window: a call from Python costs more than a
+    2,520-bar average."""
+    data[0] = close
+    for i in range(keys.shape[0]):
+        window = keys[i] // 2
+        data[1 + i] = ema(close, window) if keys[i] % 2 else rolling_mean(close, window)
+
+
 def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     fast = cols["fast"].astype(np.int64)
     slow = cols["slow"].astype(np.int64)
@@ -180,35 +194,33 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     # One average per distinct (window, kind) across both legs of every run.
     keys, slot = np.unique(np.concatenate([fast * 2 + is_ema, slow * 2 + is_ema]),
                            return_inverse=True)
-    averages = [(ema if key % 2 else rolling_mean)(panel.close, key // 2)
-                for key in keys.tolist()]
+    n_avg = keys.shape[0]
+    close = np.ascontiguousarray(panel.close)
     rows = np.empty((runs, ROW_FIELDS))
     rows[:, FAST] = 1 + slot[:runs]
     rows[:, SLOW] = 1 + slot[runs:]
     rows[:, LONG_SHORT] = cols["long_short"]
     rows[:, CROSS_AT:] = -1.0
-    bars = np.empty(0)
-    if panel.n_assets == 1 and np.isfinite(panel.close).all():
-        # Every run's crosses at once (the fused kernel's signal: no scan of the averages).
-        ok, first, sign0, start, count, bars = cross_flips(
-            np.ascontiguousarray(np.stack([m[:, 0] for m in averages], axis=1)),
-            slot[:runs], slot[runs:])
-        if ok:
-            base = (1 + len(averages)) * panel.n_bars
-            rows[:, CROSS_AT] = base + start
-            rows[:, N_CROSSES] = count
-            rows[:, FIRST_BAR] = first
-            rows[:, FIRST_SIGN] = sign0
-        else:
-            bars = np.empty(0)
-    extra = -(-bars.shape[0] // panel.n_bars) if panel.n_assets == 1 else 0
-    data = np.empty((1 + len(averages) + extra, *panel.shape))
-    data[0] = panel.close
-    for i, m in enumerate(averages):
-        data[1 + i] = m
+    data = np.empty((1 + n_avg, *panel.shape))  # numpy's: resizable below
+    _close_and_averages(close, keys, data)
+    if panel.n_assets != 1 or not np.isfinite(panel.close).all():
+        return data, rows
+    # One asset: every run's crosses at once (the fused kernel's signal: no scan of the
+    # averages), stored as floats in rows after the averages.
+    ok, first, sign0, start, count, bars = cross_flips(
+        np.ascontiguousarray(data[1:, :, 0].T), slot[:runs], slot[runs:])
+    if not ok:
+        return data, rows
+    extra = -(-bars.shape[0] // (2 * panel.n_bars))  # rows of float64, two bars to each
     if extra:
-        flat = data[1 + len(averages):].reshape(-1)
-        flat[:bars.shape[0]] = bars
+        # grown in place (a large block is remapped, not copied): the averages are not
+        # held twice while the bars are written after them
+        data.resize((1 + n_avg + extra, *panel.shape), refcheck=True)
+        data[1 + n_avg:].reshape(-1).view(np.uint32)[:bars.shape[0]] = bars
+    rows[:, CROSS_AT] = 2 * (1 + n_avg) * panel.n_bars + start
+    rows[:, N_CROSSES] = count
+    rows[:, FIRST_BAR] = first
+    rows[:, FIRST_SIGN] = sign0
     return data, rows
 
 

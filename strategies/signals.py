@@ -133,22 +133,26 @@ def _assign(ranked_row, first, last, score, t, mean, side, score_weighted, out):
             out[t, n] = side / k
 
 
+_NO_PAIR = np.uint32(0xFFFFFFFF)  # a pair of series no run compares
+
+
 @njit(nogil=True, cache=True)
-def _sort_bar(series, t, order, val, m, pair, rec_bar, rec_pair, n_rec):
-    """Re-sort the m ordered series by their values on bar t (insertion sort: one swap
-    per pair whose order changed strictly), recording (t, pair) for the wanted pairs;
-    returns the new record count."""
+def _sort_bar(row, order, val, m, pair, rec_pair, n_rec, per_pair):
+    """Re-sort the m ordered series by their values on this bar (``row``; insertion
+    sort: one swap per pair whose order changed strictly), recording each wanted pair
+    that swapped and counting it in ``per_pair[pair + 1]``; returns the new record count.
+    Indices are unsigned: no negative-index wrap on each step."""
     for i in range(m):
-        val[i] = series[t, order[i]]
+        val[i] = row[order[i]]
     for i in range(1, m):
         x = val[i]
         ox = order[i]
         j = i
         while j > 0 and val[j - 1] > x:
             p = pair[order[j - 1], ox]
-            if p >= 0:
-                rec_bar[n_rec] = t
+            if p != _NO_PAIR:
                 rec_pair[n_rec] = p
+                per_pair[p + 1] += 1
                 n_rec += 1
             val[j] = val[j - 1]
             order[j] = order[j - 1]
@@ -170,7 +174,7 @@ def cross_flips(series, a, b):
     there on (moving averages of finite closes). For each r: ``first[r]``, the bar from
     which both series are finite (-1: never, or a == b), ``sign0[r]`` the sign of the
     difference there, and, from ``start[r]``, ``count[r]`` bars of ``bars`` (ascending,
-    all after ``first[r]``) where the sign changes strictly: a bar where the two are equal
+    all after ``first[r]``; uint32) where the sign changes strictly: a bar where the two are equal
     keeps the last strict sign (what ma_cross's relation does). Rows with the same two
     series share their bars.
 
@@ -187,33 +191,42 @@ def cross_flips(series, a, b):
     sign0 = np.zeros(R)
     start = np.zeros(R, dtype=np.int64)
     count = np.zeros(R, dtype=np.int64)
-    no = np.empty(0, dtype=np.int64)
+    no = np.empty(0, dtype=np.uint32)
     if K > MAX_FLIP_SERIES:
         return False, first, sign0, start, count, no
+    # Each series' first finite bar, row by row (the array is (T, K): a column walk
+    # strides through memory), and no NaN after it.
     valid_from = np.full(K, T, dtype=np.int64)
-    for k in range(K):
-        for t in range(T):
-            if not np.isnan(series[t, k]):
-                valid_from[k] = t
-                break
-        for t in range(valid_from[k], T):
+    for t in range(T):
+        for k in range(K):
             if np.isnan(series[t, k]):
-                return False, first, sign0, start, count, no
-    pair = np.full((K, K), -1, dtype=np.int64)
+                if valid_from[k] < T:
+                    return False, first, sign0, start, count, no
+            elif valid_from[k] == T:
+                valid_from[k] = t
+    joins = np.argsort(valid_from, kind="mergesort")  # the series by the bar they start
+    pair = np.full((K, K), _NO_PAIR, dtype=np.uint32)
     n_pairs = 0
     for r in range(R):
         i, j = a[r], b[r]
-        if i != j and pair[i, j] < 0:
+        if i != j and pair[i, j] == _NO_PAIR:
             pair[i, j] = pair[j, i] = n_pairs
             n_pairs += 1
-    # Pass over the bars: each strict order change of a wanted pair, as (bar, pair).
-    cap = 1024
-    rec_bar = np.empty(cap, dtype=np.int64)
-    rec_pair = np.empty(cap, dtype=np.int64)
+    # Pass over the bars: each strict order change of a wanted pair, as its pair in
+    # 32-bit records, and where each bar's records end (records in bar order need no bar
+    # each: half the memory of (bar, pair) records, and a quarter of 64-bit ones; bars
+    # and pairs fit, T and n_pairs < 2**32 are checked).
+    if T >= 2**32 or n_pairs >= 2**32:
+        return False, first, sign0, start, count, no
+    cap = max(1024, min(T * n_pairs // 32, 1 << 20))  # ~ a grid of MAs' crossings
+    rec_pair = np.empty(cap, dtype=np.uint32)
+    bar_end = np.empty(T, dtype=np.int64)
+    offsets = np.zeros(n_pairs + 1, dtype=np.int64)  # counts, then starts, of each pair
     n_rec = 0
-    order = np.empty(K, dtype=np.int64)
+    order = np.empty(K, dtype=np.uint32)
     val = np.empty(K)
     m = 0
+    nxt = 0  # the next series to join, in ``joins``
     for t in range(T):
         # Room for this bar's changes (at most one per pair of the m ordered series),
         # grown here, outside the sort: an array reassigned inside the inner loop would
@@ -221,15 +234,14 @@ def cross_flips(series, a, b):
         need = n_rec + m * (m - 1) // 2
         if need > cap:
             cap = max(2 * cap, need)
-            grown_bar = np.empty(cap, dtype=np.int64)
-            grown_pair = np.empty(cap, dtype=np.int64)
-            grown_bar[:n_rec] = rec_bar[:n_rec]
-            grown_pair[:n_rec] = rec_pair[:n_rec]
-            rec_bar, rec_pair = grown_bar, grown_pair
-        n_rec = _sort_bar(series, t, order, val, m, pair, rec_bar, rec_pair, n_rec)
-        for k in range(K):  # series starting on this bar join the order by value
-            if valid_from[k] != t:
-                continue
+            grown = np.empty(cap, dtype=np.uint32)
+            grown[:n_rec] = rec_pair[:n_rec]
+            rec_pair = grown
+        n_rec = _sort_bar(series[t], order, val, m, pair, rec_pair, n_rec, offsets)
+        bar_end[t] = n_rec
+        while nxt < K and valid_from[joins[nxt]] == t:  # they join the order by value
+            k = joins[nxt]
+            nxt += 1
             x = series[t, k]
             j = m
             while j > 0 and val[j - 1] > x:
@@ -242,17 +254,17 @@ def cross_flips(series, a, b):
             order[j] = k
             m += 1
     # Per pair, its bars in bar order (a counting sort of the records).
-    offsets = np.zeros(n_pairs + 1, dtype=np.int64)
-    for q in range(n_rec):
-        offsets[rec_pair[q] + 1] += 1
     for p in range(n_pairs):
         offsets[p + 1] += offsets[p]
-    bars = np.empty(n_rec, dtype=np.int64)
+    bars = np.empty(n_rec, dtype=np.uint32)
     fill = offsets[:-1].copy()
-    for q in range(n_rec):
-        p = rec_pair[q]
-        bars[fill[p]] = rec_bar[q]
-        fill[p] += 1
+    q = 0
+    for t in range(T):
+        while q < bar_end[t]:
+            p = rec_pair[q]
+            bars[fill[p]] = t
+            fill[p] += 1
+            q += 1
     for r in range(R):
         i, j = a[r], b[r]
         if i == j:

@@ -146,16 +146,30 @@ def _bar_returns(equity, init_cash, returns):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def drawdown_step(x, peak, worst, run, longest):
+def drawdown_step(x, peak, worst, limit, run, longest):
     """Equity ``x`` of the next bar into the running peak, the deepest drawdown (a
-    fraction) and the bars below the peak, now and at most: the new four."""
+    fraction), ``limit`` = peak * (1 - worst) (the equity below which the drawdown
+    deepens), the bars below the peak now (``run``) and the most in a run that has ended
+    (``longest``; the longest run overall is ``max(longest, run)``): the new five.
+
+    What a bar costs here is what the sweeps' bar loops cost, so the common bar (below
+    the peak, no deeper) only counts itself: ``limit`` is kept rather than recomputed
+    (comparing with it is a branch that is rarely taken, where ``x < peak * (1 - worst)``
+    made the worst drawdown a chain through every bar and the compiler divided on every
+    bar to select the new value), and the longest run is updated when a run ends, not
+    on every bar of it (benchmarks/README.md: the fused MA grid ~1.2x faster, same bits).
+    """
     if x >= peak:
-        return x, worst, 0, longest
-    run += 1
-    longest = max(longest, run)
-    if x < peak * (1.0 - worst):  # divide only when a deeper drawdown is possible
-        worst = 1.0 - x / peak
-    return peak, worst, run, longest
+        peak = x
+        longest = max(longest, run)
+        run = 0
+        limit = peak * (1.0 - worst)
+    else:
+        run += 1
+        if x < limit:  # divide only when the drawdown deepens
+            worst = 1.0 - x / peak
+            limit = peak * (1.0 - worst)
+    return peak, worst, limit, run, longest
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -169,6 +183,7 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
     total = s2 = s3 = s4 = down = equity_sum = share = 0.0
     peak = init_cash
     worst = 0.0
+    limit = peak * (1.0 - worst)
     run = 0
     longest = 0
     for t in range(equity.shape[0]):
@@ -184,8 +199,9 @@ def _sums_and_drawdown(equity, exposure, returns, init_cash, rf_bar):
         down += e * e if e < 0.0 else 0.0
         equity_sum += x
         share += g / x if g != 0.0 and x > 0.0 else 0.0
-        peak, worst, run, longest = drawdown_step(x, peak, worst, run, longest)
-    return total, s2, s3, s4, down, equity_sum, share, worst, longest
+        peak, worst, limit, run, longest = drawdown_step(x, peak, worst, limit, run,
+                                                         longest)
+    return total, s2, s3, s4, down, equity_sum, share, worst, max(longest, run)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

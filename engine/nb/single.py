@@ -54,17 +54,19 @@ Sums = namedtuple("Sums", ["prev", "total", "s2", "s3", "s4", "down", "equity_su
 Sums.__doc__ = """The running sums of engine.nb.metrics._sums_and_drawdown: the previous
 bar's equity, the sums of the returns and of the 2nd to 4th powers of their deviations
 from ``centre`` (0: the powers themselves), of squared negative excess returns, of equity
-and of exposure shares, the peak, the deepest drawdown, the bars below the peak now and at
-most; and the current PBO block's sum and sum of squares of excess returns."""
+and of exposure shares, the peak, the deepest drawdown, the bars below the peak now and
+the most in a run that has ended (engine.nb.metrics.drawdown_step); and the current PBO
+block's sum and sum of squares of excess returns."""
 
 # No helper here is inline="always": Numba's own (IR-level) inlining of them into
 # run_events made a cold cache compile it for ~85 s and 2 GB per signature (a new user's
 # first sweep waited three minutes); LLVM inlines what pays, and the MA grid runs as fast
 # without it (benchmarks/README.md, 2026-12-06).
 _TWO52 = 4503599627370496.0  # 2**52
-ADD_N_MIN = 32
-"""Equal additions below which a plain loop costs less than :func:`add_n` (~10 ns a
-binade, against ~1 ns an addition on the benchmark machine)."""
+ADD_N_MIN = 8
+"""Equal additions below which a plain loop costs less than :func:`add_n`: each addition
+waits for the one before (~4 cycles), a binade of add_n costs ~20-30 cycles (on the
+benchmark machine 8 and 4 measured alike, 32 ~5 % slower on the MA grid)."""
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -81,6 +83,11 @@ def add_n(s, c, k):
     its length (tests/test_engine_single.py checks it against the plain loop)."""
     if c == 0.0:
         return s + c if k > 0 else s  # once: -0.0 may become 0.0; again changes nothing
+    if k > 0 and s == math.floor(s) and c == math.floor(c) and (
+            abs(s) + float(k) * abs(c) < _TWO52):
+        # integers (a count of all-in bars): every partial sum is an integer below 2**53,
+        # so each addition is exact and k of them are one multiplication and one addition
+        return s + float(k) * c
     while k > 0:
         bits = float_bits(s) & 0x7FFFFFFFFFFFFFFF
         e = bits >> 52                   # the biased exponent of |s|
@@ -142,8 +149,9 @@ def _bar(sums, x, share_term, rf_bar, centre, with_blocks):
     if with_blocks:
         b1 += e
         b2 += e * e
-    peak, worst, run, longest = drawdown_step(x, sums.peak, sums.worst, sums.run,
-                                              sums.longest)
+    peak, worst, _, run, longest = drawdown_step(x, sums.peak, sums.worst,
+                                                 sums.peak * (1.0 - sums.worst), sums.run,
+                                                 sums.longest)
     return Sums(x, total, sums.s2 + d2, sums.s3 + d2 * d, sums.s4 + d2 * d2,
                 sums.down + (e * e if e < 0.0 else 0.0), sums.equity_sum + x,
                 sums.share + share_term, peak, worst, run, longest, b1, b2)
@@ -213,10 +221,10 @@ def _flat(sums, cash, k, rf_bar, centre, with_blocks):
     peak, run, longest = sums.peak, sums.run, sums.longest
     if cash >= peak:
         peak = cash
+        longest = max(longest, run)
         run = 0
     else:
         run += k
-        longest = max(longest, run)
     return Sums(cash, sums.total, s2, s3, s4, down, equity_sum, sums.share, peak,
                 sums.worst, run, longest, b1, b2)
 
@@ -358,9 +366,11 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
                 prev, total, s2, s3, s4 = sums.prev, sums.total, sums.s2, sums.s3, sums.s4
                 down, equity_sum = sums.down, sums.equity_sum
                 peak, worst, run_, longest = sums.peak, sums.worst, sums.run, sums.longest
+                limit = peak * (1.0 - worst)
                 units = 0
-                for u in range(t, end):
-                    x = 0.0 + pos * close[u]
+                stretch = close[t:end]  # indexed from 0: no negative-index wrap per bar
+                for u in range(stretch.shape[0]):
+                    x = 0.0 + pos * stretch[u]
                     r = x / prev - 1.0
                     prev = x
                     total += r
@@ -371,7 +381,8 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
                     down += r2 if r < 0.0 else 0.0
                     equity_sum += x
                     units += x > 0.0
-                    peak, worst, run_, longest = drawdown_step(x, peak, worst, run_, longest)
+                    peak, worst, limit, run_, longest = drawdown_step(x, peak, worst, limit,
+                                                                      run_, longest)
                 sums = Sums(prev, total, s2, s3, s4, down, equity_sum,
                             add_n(sums.share, 1.0, units), peak, worst, run_, longest,
                             sums.b1, sums.b2)
@@ -443,7 +454,7 @@ def run_events(cfgs, ci, open_, close, t0, t1, ev, n_ev, periods_per_year, block
                          sums.total / n)
         s2, s3, s4 = again.s2, again.s3, again.s4
     finish_metrics(out, n, sums.total, s2, s3, s4, centred, sums.down, sums.equity_sum,
-                   sums.share, sums.worst, sums.longest, sums.prev, book.init_cash,
-                   periods_per_year, book.notional, book.n_closed, book.n_wins,
+                   sums.share, sums.worst, max(sums.longest, sums.run), sums.prev,
+                   book.init_cash, periods_per_year, book.notional, book.n_closed, book.n_wins,
                    book.gross_profit, book.gross_loss, rf_bar)
     return book.n_refused
