@@ -207,8 +207,8 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
         return data, rows
     # One asset: every run's crosses at once (the fused kernel's signal: no scan of the
     # averages), stored as floats in rows after the averages.
-    ok, first, sign0, start, count, bars = cross_flips(
-        np.ascontiguousarray(data[1:, :, 0].T), slot[:runs], slot[runs:])
+    ok, first, sign0, start, count, bars = cross_flips(data[1:, :, 0], slot[:runs],
+                                                       slot[runs:])
     if not ok:
         return data, rows
     extra = -(-bars.shape[0] // (2 * panel.n_bars))  # rows of float64, two bars to each

@@ -164,13 +164,15 @@ def _sort_bar(row, order, val, m, pair, rec_pair, n_rec, per_pair):
 
 MAX_FLIP_SERIES = 1024
 """cross_flips keeps a K x K table of pairs: above this many series it is not used."""
+FLIP_TILE = 8
+"""Bars cross_flips copies out of its (K, T) series at a time: one 64-byte line a row."""
 
 
 @njit(nogil=True, cache=True)
 def cross_flips(series, a, b):
     """Where the sign of ``series[a[r]] - series[b[r]]`` changes, for every r, at once.
 
-    ``series`` is (T, K): K series over T bars, each NaN up to some bar and finite from
+    ``series`` is (K, T): K series over T bars, each NaN up to some bar and finite from
     there on (moving averages of finite closes). For each r: ``first[r]``, the bar from
     which both series are finite (-1: never, or a == b), ``sign0[r]`` the sign of the
     difference there, and, from ``start[r]``, ``count[r]`` bars of ``bars`` (ascending,
@@ -180,12 +182,14 @@ def cross_flips(series, a, b):
 
     One insertion sort of the K values per bar, kept in order from bar to bar, swaps
     exactly the pairs whose order changed strictly, so the cost is O(T * K + changes)
-    rather than O(T * pairs). ``ok`` is False (nothing else is meaningful) when the
+    rather than O(T * pairs). The sort reads a bar's K values from a tile of
+    ``FLIP_TILE`` bars copied out of the rows (a transposed copy of the whole array costs
+    more than the sort's reads). ``ok`` is False (nothing else is meaningful) when the
     series do not suit: a NaN after a finite value, two series equal on the bar the later
     one starts (their first strict sign would come later), or more than MAX_FLIP_SERIES
     series; the caller then compares the series itself.
     """
-    T, K = series.shape
+    K, T = series.shape
     R = a.shape[0]
     first = np.full(R, -1, dtype=np.int64)
     sign0 = np.zeros(R)
@@ -194,16 +198,16 @@ def cross_flips(series, a, b):
     no = np.empty(0, dtype=np.uint32)
     if K > MAX_FLIP_SERIES:
         return False, first, sign0, start, count, no
-    # Each series' first finite bar, row by row (the array is (T, K): a column walk
-    # strides through memory), and no NaN after it.
+    # Each series' first finite bar, and no NaN after it.
     valid_from = np.full(K, T, dtype=np.int64)
-    for t in range(T):
-        for k in range(K):
-            if np.isnan(series[t, k]):
-                if valid_from[k] < T:
-                    return False, first, sign0, start, count, no
-            elif valid_from[k] == T:
+    for k in range(K):
+        for t in range(T):
+            if not np.isnan(series[k, t]):
                 valid_from[k] = t
+                break
+        for t in range(valid_from[k], T):
+            if np.isnan(series[k, t]):
+                return False, first, sign0, start, count, no
     joins = np.argsort(valid_from, kind="mergesort")  # the series by the bar they start
     pair = np.full((K, K), _NO_PAIR, dtype=np.uint32)
     n_pairs = 0
@@ -227,7 +231,13 @@ def cross_flips(series, a, b):
     val = np.empty(K)
     m = 0
     nxt = 0  # the next series to join, in ``joins``
+    tile = np.empty((FLIP_TILE, K))  # bars t0 .. t0 + FLIP_TILE - 1, one row a bar
     for t in range(T):
+        dt = t % FLIP_TILE
+        if dt == 0:
+            for k in range(K):
+                for d in range(min(FLIP_TILE, T - t)):
+                    tile[d, k] = series[k, t + d]
         # Room for this bar's changes (at most one per pair of the m ordered series),
         # grown here, outside the sort: an array reassigned inside the inner loop would
         # cost Numba reference counting on every step.
@@ -237,12 +247,12 @@ def cross_flips(series, a, b):
             grown = np.empty(cap, dtype=np.uint32)
             grown[:n_rec] = rec_pair[:n_rec]
             rec_pair = grown
-        n_rec = _sort_bar(series[t], order, val, m, pair, rec_pair, n_rec, offsets)
+        n_rec = _sort_bar(tile[dt], order, val, m, pair, rec_pair, n_rec, offsets)
         bar_end[t] = n_rec
         while nxt < K and valid_from[joins[nxt]] == t:  # they join the order by value
             k = joins[nxt]
             nxt += 1
-            x = series[t, k]
+            x = tile[dt, k]
             j = m
             while j > 0 and val[j - 1] > x:
                 val[j] = val[j - 1]
@@ -274,7 +284,7 @@ def cross_flips(series, a, b):
             continue
         p = pair[i, j]
         first[r] = t0
-        sign0[r] = 1.0 if series[t0, i] > series[t0, j] else -1.0
+        sign0[r] = 1.0 if series[i, t0] > series[j, t0] else -1.0
         start[r] = offsets[p]
         count[r] = offsets[p + 1] - offsets[p]
     return True, first, sign0, start, count, bars

@@ -138,7 +138,8 @@ def test_cross_flips_match_a_scan(T: int, K: int, seed: int, plateaus: bool) -> 
         series[: rng.integers(0, T + 1), k] = np.nan
     R = int(rng.integers(1, 30))
     a, b = rng.integers(0, K, R), rng.integers(0, K, R)
-    ok, first, sign0, start, count, bars = cross_flips(series, a, b)
+    ok, first, sign0, start, count, bars = cross_flips(np.ascontiguousarray(series.T), a,
+                                                       b)
     want = _scan_pairs(series, a, b)
     if not ok:
         # refused only for a tie where a series starts
@@ -157,9 +158,10 @@ def test_cross_flips_match_a_scan(T: int, K: int, seed: int, plateaus: bool) -> 
 
 
 def test_cross_flips_refuse_what_they_cannot_order() -> None:
-    s = np.array([[1.0, np.nan], [2.0, 2.0], [3.0, 1.0]])  # equal where the 2nd starts
+    # (K, T): a series a row
+    s = np.array([[1.0, 2.0, 3.0], [np.nan, 2.0, 1.0]])  # equal where the 2nd starts
     assert not cross_flips(s, np.array([0]), np.array([1]))[0]
-    s = np.array([[1.0, 2.0], [np.nan, 2.0], [3.0, 1.0]])  # a gap after the start
+    s = np.array([[1.0, np.nan, 3.0], [2.0, 2.0, 1.0]])  # a gap after the start
     assert not cross_flips(s, np.array([0]), np.array([1]))[0]
 
 
