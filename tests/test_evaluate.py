@@ -238,3 +238,30 @@ def test_bad_input(panel: Panel, name: str, grid: dict, kw: dict, exc: type,
                    message: str) -> None:
     with pytest.raises(exc, match=message):
         sweep.evaluate(panel, name, grid, CONFIG, **kw)
+
+
+def test_grid_loop_compiles_once_on_first_use() -> None:
+    """sweep.kernels compiles the general grid loop on its first call, not at import (a
+    one-asset sweep on the fused path never loads its machine code), once, for the fixed
+    signature: two strategies' kernels (two dispatcher types) share it, and it is then
+    closed to other signatures."""
+    import subprocess
+    import sys
+
+    code = """
+import sweep
+from sweep import kernels
+from engine.data import synthetic_panel
+one = synthetic_panel(n_assets=1, n_bars=300, seed=1)
+sweep.evaluate(one, "ma_cross", {"fast": [5, 10], "slow": [20, 40]})
+assert not kernels._evaluate_block.signatures, "loaded by a fused one-asset sweep"
+many = synthetic_panel(n_assets=4, n_bars=300, seed=1)
+sweep.evaluate(many, "ma_cross", {"fast": [5, 10], "slow": [20, 40]})
+sweep.evaluate(many, "momentum", {"lookback": [40, 60], "skip": [5]})
+assert len(kernels._evaluate_block.signatures) == 1, kernels._evaluate_block.signatures
+assert not kernels._evaluate_block._can_compile
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
