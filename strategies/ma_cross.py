@@ -213,9 +213,15 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
         return data, rows
     extra = -(-bars.shape[0] // (2 * panel.n_bars))  # rows of float64, two bars to each
     if extra:
-        # grown in place (a large block is remapped, not copied): the averages are not
-        # held twice while the bars are written after them
-        data.resize((1 + n_avg + extra, *panel.shape), refcheck=True)
+        shape = (1 + n_avg + extra, *panel.shape)
+        try:
+            # grown in place (a large block is remapped, not copied): the averages are
+            # not held twice while the bars are written after them
+            data.resize(shape, refcheck=True)
+        except ValueError:  # something holds a reference to it (a profiler): a copy,
+            grown = np.zeros(shape)  # zeros after the data, as resize leaves them
+            grown[:1 + n_avg] = data
+            data = grown
         data[1 + n_avg:].reshape(-1).view(np.uint32)[:bars.shape[0]] = bars
     rows[:, CROSS_AT] = 2 * (1 + n_avg) * panel.n_bars + start
     rows[:, N_CROSSES] = count

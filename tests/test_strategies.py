@@ -320,6 +320,28 @@ def test_ma_cross_one_asset_path_matches_the_panel_path(kw: dict) -> None:
         np.testing.assert_array_equal(np.sign(wide[rows, n]), state[rows])
 
 
+def test_ma_cross_prepare_under_a_profiler() -> None:
+    # prepare grows its data array in place when nothing else refers to it; a profiler
+    # holding a reference to the array's bound resize makes numpy refuse, and prepare
+    # then copies: the same data either way.
+    import cProfile
+
+    panel = synthetic_panel(1, 600, seed=4)
+    s = strategies.get("ma_cross")
+    windows = np.arange(2, 40, dtype=float)
+    fast, slow = np.meshgrid(windows, windows)
+    keep = fast < slow
+    cols = {"fast": fast[keep], "slow": slow[keep], "kind": np.array(["sma"] * keep.sum()),
+            "long_short": np.zeros(keep.sum())}
+    data, rows = s.prepare(panel, cols)
+    profiled: dict = {}
+    cProfile.runctx("profiled['out'] = s.prepare(panel, cols)", globals(),
+                    {"s": s, "panel": panel, "cols": cols, "profiled": profiled})
+    assert data.shape[0] > 1 + 38  # cross bars were stored after the averages
+    np.testing.assert_array_equal(profiled["out"][1], rows)
+    assert profiled["out"][0].tobytes() == data.tobytes()
+
+
 # ------------------------------------------------------------------ defaults
 @pytest.fixture(scope="module")
 def default_panel() -> Panel:
