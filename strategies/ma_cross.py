@@ -206,7 +206,7 @@ def _prepare(panel: Panel, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     if panel.n_assets != 1 or not np.isfinite(panel.close).all():
         return data, rows
     # One asset: every run's crosses at once (the fused kernel's signal: no scan of the
-    # averages), stored as floats in rows after the averages.
+    # averages), stored in rows after the averages (uint32 bars, two to a float64).
     ok, first, sign0, start, count, bars = cross_flips(data[1:, :, 0], slot[:runs],
                                                        slot[runs:])
     if not ok:

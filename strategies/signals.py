@@ -175,10 +175,10 @@ def cross_flips(series, a, b):
     ``series`` is (K, T): K series over T bars, each NaN up to some bar and finite from
     there on (moving averages of finite closes). For each r: ``first[r]``, the bar from
     which both series are finite (-1: never, or a == b), ``sign0[r]`` the sign of the
-    difference there, and, from ``start[r]``, ``count[r]`` bars of ``bars`` (ascending,
-    all after ``first[r]``; uint32) where the sign changes strictly: a bar where the two are equal
-    keeps the last strict sign (what ma_cross's relation does). Rows with the same two
-    series share their bars.
+    difference there, and, from ``start[r]``, ``count[r]`` bars of ``bars`` (uint32,
+    ascending, all after ``first[r]``) where the sign changes strictly: a bar where the two
+    are equal keeps the last strict sign (what ma_cross's relation does). Rows with the
+    same two series share their bars.
 
     One insertion sort of the K values per bar, kept in order from bar to bar, swaps
     exactly the pairs whose order changed strictly, so the cost is O(T * K + changes)
