@@ -138,8 +138,8 @@ def test_cross_flips_match_a_scan(T: int, K: int, seed: int, plateaus: bool) -> 
         series[: rng.integers(0, T + 1), k] = np.nan
     R = int(rng.integers(1, 30))
     a, b = rng.integers(0, K, R), rng.integers(0, K, R)
-    ok, first, sign0, start, count, bars = cross_flips(np.ascontiguousarray(series.T), a,
-                                                       b)
+    by_row = np.ascontiguousarray(series.T)  # cross_flips takes (K, T): a series a row
+    ok, first, sign0, start, count, bars = cross_flips(by_row, a, b)
     want = _scan_pairs(series, a, b)
     if not ok:
         # refused only for a tie where a series starts

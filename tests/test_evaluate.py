@@ -10,6 +10,8 @@ result table's layout, and errors that name the bad input.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -245,9 +247,6 @@ def test_grid_loop_compiles_once_on_first_use() -> None:
     one-asset sweep on the fused path never loads its machine code), once, for the fixed
     signature: two strategies' kernels (two dispatcher types) share it, and it is then
     closed to other signatures."""
-    import subprocess
-    import sys
-
     code = """
 import sweep
 from sweep import kernels
