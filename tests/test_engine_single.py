@@ -19,11 +19,13 @@ from numba import njit
 import strategies
 import sweep
 from engine import METRIC_NAMES, EngineConfig, Panel, run_backtest
+from engine.config import pack_configs
 from engine.nb.single import ADD_N_MIN, add_n
 from strategies.ma_cross import CROSS_AT
 from strategies.signals import cross_flips
 from sweep.evaluate import _fused_applies, evaluate_windows
-from sweep.grid import Grid
+from sweep.grid import Grid, strategy_columns
+from sweep.kernels import evaluate_block, evaluate_block_single
 
 SETTINGS = settings(
     max_examples=300, deadline=None, derandomize=True, database=None,
@@ -232,6 +234,60 @@ def test_fused_runs_are_the_weights_path_to_the_bit(case) -> None:
     assert len(fused) == len(dense)
     for f, d in zip(fused, dense, strict=True):
         assert same_bits(f, d), np.argwhere(f.view(np.int64) != d.view(np.int64))[:5]
+
+
+def _all_in_closes(edit: str, close: np.ndarray) -> np.ndarray:
+    """Closes for the all-in loop's rare exits (bars 150-154 edited; the runs' signals
+    stay those of the panel): a crash to 1e-17 of the price (the deepest drawdown rounds
+    to 1, its limit to 0) then closes of 0, closes of 0 or below (no positive equity),
+    the least positive double (equity in the subnormals)."""
+    out = close.copy()
+    bars = slice(150, 155)
+    if edit == "crash":  # then no price: after the limit went to 0, no positive equity
+        out[150:153] *= 1e-17
+        out[153:155] = 0.0
+    elif edit == "zero":
+        out[bars] = 0.0
+    elif edit == "negative":
+        out[bars] *= -1.0
+    else:
+        out[bars] = 5e-324
+    return out
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize("edit", ["crash", "zero", "negative", "subnormal"])
+def test_fused_all_in_edges_are_the_weights_path(edit: str, fill: str) -> None:
+    """engine.nb.single's all-in loop (fractional, no costs: every entry spends all the
+    cash) leaves a stretch to the general loop at a bar without positive equity or after
+    which the drawdown limit is not positive: the bits stay the weights path's. Prices
+    such as these cannot be in a Panel, so the kernels get the arrays directly."""
+    panel = make_panel(300, 1, 3, gaps=False)
+    grid = {"fast": [2, 3, 5], "slow": [8, 13, 21]}
+    table = Grid.build(MA, grid).frame()
+    data, rows = MA.prepare(panel, strategy_columns(MA, table))
+    data, rows = np.ascontiguousarray(data), np.ascontiguousarray(rows)
+    close = _all_in_closes(edit, panel.close[:, 0])
+    open_ = _all_in_closes(edit, panel.open[:, 0])
+    cfgs = pack_configs([EngineConfig(fill=fill, fractional=True, init_cash=1e6)])
+    of_run = np.zeros(rows.shape[0], dtype=np.int64)
+    bounds = np.array([[0, 300], [140, 300]], dtype=np.int64)
+    ppy = np.full(2, 252.0)
+    none = np.empty(0)
+    fused, refused, _ = evaluate_block_single(MA.fused, data, rows, open_, close, cfgs,
+                                              of_run, bounds, ppy, 0)
+    as2d = [np.ascontiguousarray(a[:, None]) for a in (open_, close, close, close)]
+    dense, dense_refused, _ = evaluate_block(
+        MA.kernel, data, rows, *as2d, cfgs, of_run, np.empty((0, 0, 0)),
+        np.full(1, -1, dtype=np.int64), bounds, ppy, 0, none, none)
+    assert same_bits(fused, dense), np.argwhere(fused.view(np.int64) != dense.view(np.int64))[:5]
+    assert np.array_equal(refused, dense_refused)
+    weights, held = np.empty((300, 1)), 0
+    for r in range(rows.shape[0]):  # runs that hold the asset into the edited bars
+        MA.kernel(data, rows[r], weights)
+        given_ = weights[:151, 0][np.isfinite(weights[:151, 0])]
+        held += bool(given_.size and given_[-1] > 0.0)
+    assert held >= 5
 
 
 @pytest.mark.parametrize("cfg", [
