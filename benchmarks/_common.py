@@ -228,18 +228,21 @@ def proc_status_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def time_calls_cpu(fn: Callable[[], object], repeat: int,
-                   warmup: int = 1) -> tuple[Timing, Timing]:
-    """Like :func:`time_calls`, but returns (wall-clock, CPU-time) timings of each call.
+def time_calls_cpu(fn: Callable[[], object], repeat: int, warmup: int = 1,
+                   span: float = 0.0) -> tuple[Timing, Timing]:
+    """Like :func:`time_calls`, but returns (wall-clock, CPU-time) timings of each call:
+    ``repeat`` calls, and more until ``span`` seconds have passed.
 
     CPU time (``time.process_time``: user + system time of this process, all threads) is
     what a single-threaded call costs whatever else the machine runs; wall time on a shared
-    machine also holds the time the call waited for a core.
+    machine also holds the time the call waited for a core. A ``span`` lets a fast call be
+    sampled over as long a stretch of the machine's load as a slow peer's calls are.
     """
     for _ in range(warmup):
         fn()
     wall, cpu = [], []
-    for _ in range(max(1, repeat)):
+    start = time.perf_counter()
+    while len(wall) < max(1, repeat) or time.perf_counter() - start < span:
         gc.collect()
         c0 = time.process_time()
         t0 = time.perf_counter()
