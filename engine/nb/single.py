@@ -371,11 +371,12 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
                 down, equity_sum = sums.down, sums.equity_sum
                 peak, worst, run_, longest = sums.peak, sums.worst, sums.run, sums.longest
                 limit = peak * (1.0 - worst)
-                stretch = close[t:end]  # indexed from 0: no negative-index wrap per bar
                 u = 0
                 if peak > 0.0 and limit > 0.0:
-                    while u < stretch.shape[0]:
-                        x = pos * stretch[u]
+                    while u < end - t:
+                        # an unsigned index: no negative-index wrap per bar (a slice
+                        # close[t:end] would cost two atomic reference counts a stretch)
+                        x = pos * close[np.uint64(t + u)]
                         last = False
                         if x < limit:
                             if not x > 0.0:
