@@ -35,6 +35,7 @@ from numba import from_dtype, njit, types
 
 from engine import Panel
 from engine.config import CONFIG_DTYPE
+from engine.nb.jit import LOOP_HELPER_OPTIONS
 
 __all__ = ["FUSED_SIGNATURE", "WEIGHTS_SIGNATURE", "Param", "Strategy", "StrategyError",
            "fused_kernel", "weights_kernel"]
@@ -95,8 +96,12 @@ def weights_kernel(func: Callable[..., None]) -> Any:
 
 def fused_kernel(func: Callable[..., int]) -> Any:
     """Compile a fused one-asset kernel with :data:`FUSED_SIGNATURE` (see the module
-    docstring; strategies/ma_cross.py has one)."""
-    return njit(FUSED_SIGNATURE, nogil=True, cache=True, error_model="numpy")(func)
+    docstring; strategies/ma_cross.py has one). It is called once a run and window, so it
+    is compiled as the engine's loop helpers are (``engine.nb.jit.loop_helper``), without
+    reference counting: a count on entry and exit of each of its eight array arguments
+    was ~4 % of the MA grid. So it must not allocate an array (Numba refuses to compile
+    one that does): it gets its scratch, ``ev``."""
+    return njit(FUSED_SIGNATURE, **LOOP_HELPER_OPTIONS)(func)
 
 
 @dataclass(frozen=True)

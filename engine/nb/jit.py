@@ -2,9 +2,12 @@
 
 from numba import njit
 
-__all__ = ["loop_helper"]
+__all__ = ["LOOP_HELPER_OPTIONS", "loop_helper"]
 
-loop_helper = njit(nogil=True, cache=True, error_model="numpy", _nrt=False)
+LOOP_HELPER_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy", "_nrt": False}
+"""The options of :data:`loop_helper`, for a helper compiled with a signature
+(``strategies.base.fused_kernel``)."""
+loop_helper = njit(**LOOP_HELPER_OPTIONS)
 """``@loop_helper``: the compile options of a helper that the bar loop calls (does not
 inline) many times a run -- each fill, each held asset of a bar, each quiet span -- with
 array arguments: Numba's reference counting (NRT) off.

@@ -29,6 +29,7 @@ from numba import njit
 
 from engine.nb.bits import bits_float, float_bits
 from engine.nb.fills import _close_enough, order_cost, order_quantity
+from engine.nb.jit import loop_helper
 from engine.nb.metrics import (
     FEES,
     N_BARS,
@@ -296,7 +297,7 @@ def _order(acct, cfg, w, c):
 
 
 # ------------------------------------------------------------------ the run
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def _block_end(sums, blocks, part, t0, n, S):
     """Store block ``part``'s statistics (it ended on this bar) and return the next
     block's index and end (past empty blocks; t0 + n + 1: none left)."""
@@ -311,7 +312,7 @@ def _block_end(sums, blocks, part, t0, n, S):
     return part, (t0 + (part + 1) * n // S if part < S else t0 + n + 1)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
     """The run over bars t0..t1-1 with the instructions ``ev`` (bars, weights): its
     account, book and sums (the powers of the returns' deviations from ``centre``)."""
@@ -448,7 +449,7 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
     return book, sums
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@loop_helper
 def run_events(cfgs, ci, open_, close, t0, t1, ev, n_ev, periods_per_year, blocks, out):
     """One backtest of bars t0..t1-1 of a one-asset panel with the config ``cfgs[ci]``
     (no stops) and the instructions ``ev[0, :n_ev]`` (bars, ascending, in t0..t1-1) with
