@@ -9,8 +9,9 @@ LOOP_HELPER_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy", "_n
 (``strategies.base.fused_kernel``)."""
 loop_helper = njit(**LOOP_HELPER_OPTIONS)
 """``@loop_helper``: the compile options of a helper that the bar loop calls (does not
-inline) many times a run -- each fill, each held asset of a bar, each quiet span -- with
-array arguments: Numba's reference counting (NRT) off.
+inline) many times a run -- each fill, each held asset of a bar, each quiet span -- or a
+grid loop once a run (``engine.nb.single.run_events``), with array arguments: Numba's
+reference counting (NRT) off.
 
 With it, every such call increfs each array argument on entry and decrefs it on each
 return: a call through a function pointer to an atomic operation, per array, per call,
