@@ -359,56 +359,54 @@ def _pass(cfg, open_, close, t0, t1, ev, n_ev, rf_bar, blocks, centre):
                 else:  # a ruined account: bar by bar
                     for _ in range(t, end):
                         sums = _bar(sums, cash, 0.0, rf_bar, centre, with_blocks)
-            elif fast and cash == 0.0:
-                # all in, no rate, no blocks, the powers themselves (the usual grid run):
-                # r - 0.0 is r, and while the equity 0.0 + pos * close is positive it is
-                # pos * close and its exposure share 1.0, so the shares are added at the
-                # end. With a positive peak and drawdown limit (peak * (1 - worst)), a bar
-                # at or above the limit has positive equity and leaves the limit positive:
-                # only a bar below it (the drawdown deepens, rare) is tested. The first
-                # bar without positive equity, or after which the limit is not positive,
-                # leaves the rest of the stretch to the loop below.
-                prev, total, s2, s3, s4 = sums.prev, sums.total, sums.s2, sums.s3, sums.s4
-                down, equity_sum = sums.down, sums.equity_sum
-                peak, worst, run_, longest = sums.peak, sums.worst, sums.run, sums.longest
-                limit = peak * (1.0 - worst)
-                u = 0
-                if peak > 0.0 and limit > 0.0:
-                    while u < end - t:
-                        # an unsigned index: no negative-index wrap per bar (a slice
-                        # close[t:end] would cost two atomic reference counts a stretch)
-                        x = pos * close[np.uint64(t + u)]
-                        last = False
-                        if x < limit:
-                            if not x > 0.0:
-                                break
-                            peak, worst, limit, run_, longest = drawdown_step(
-                                x, peak, worst, limit, run_, longest)
-                            last = not limit > 0.0
-                        else:  # the same step: here the compiler drops its test x < limit
-                            peak, worst, limit, run_, longest = drawdown_step(
-                                x, peak, worst, limit, run_, longest)
-                        r = x / prev - 1.0
-                        prev = x
-                        total += r
-                        r2 = r * r
-                        s2 += r2
-                        s3 += r2 * r
-                        s4 += r2 * r2
-                        down += r2 if r < 0.0 else 0.0
-                        equity_sum += x
-                        u += 1
-                        if last:
-                            break
-                sums = Sums(prev, total, s2, s3, s4, down, equity_sum,
-                            add_n(sums.share, 1.0, u), peak, worst, run_, longest,
-                            sums.b1, sums.b2)
-                for b in range(t + u, end):
-                    v = pos * close[b]
-                    x = cash + v
-                    sums = _bar(sums, x, _share(cash, v, x), rf_bar, centre, with_blocks)
             else:
-                for u in range(t, end):
+                rest = t  # the bars from here take the loop of every account, below
+                if fast and cash == 0.0:
+                    # all in, no rate, no blocks, the powers themselves (the usual grid run):
+                    # r - 0.0 is r, and while the equity 0.0 + pos * close is positive it is
+                    # pos * close and its exposure share 1.0, so the shares are added at the
+                    # end. With a positive peak and drawdown limit (peak * (1 - worst)), a bar
+                    # at or above the limit has positive equity and leaves the limit positive:
+                    # only a bar below it (the drawdown deepens, rare) is tested. The first
+                    # bar without positive equity, or after which the limit is not positive,
+                    # leaves the rest of the stretch to the loop below.
+                    prev, total, s2, s3, s4 = sums.prev, sums.total, sums.s2, sums.s3, sums.s4
+                    down, equity_sum = sums.down, sums.equity_sum
+                    peak, worst, run_, longest = sums.peak, sums.worst, sums.run, sums.longest
+                    limit = peak * (1.0 - worst)
+                    u = 0
+                    if peak > 0.0 and limit > 0.0:
+                        while u < end - t:
+                            # an unsigned index: no negative-index wrap per bar (a slice
+                            # close[t:end] would cost two atomic reference counts a stretch)
+                            x = pos * close[np.uint64(t + u)]
+                            last = False
+                            if x < limit:
+                                if not x > 0.0:
+                                    break
+                                peak, worst, limit, run_, longest = drawdown_step(
+                                    x, peak, worst, limit, run_, longest)
+                                last = not limit > 0.0
+                            else:  # the same step: here the compiler drops its test x < limit
+                                peak, worst, limit, run_, longest = drawdown_step(
+                                    x, peak, worst, limit, run_, longest)
+                            r = x / prev - 1.0
+                            prev = x
+                            total += r
+                            r2 = r * r
+                            s2 += r2
+                            s3 += r2 * r
+                            s4 += r2 * r2
+                            down += r2 if r < 0.0 else 0.0
+                            equity_sum += x
+                            u += 1
+                            if last:
+                                break
+                    sums = Sums(prev, total, s2, s3, s4, down, equity_sum,
+                                add_n(sums.share, 1.0, u), peak, worst, run_, longest,
+                                sums.b1, sums.b2)
+                    rest = t + u
+                for u in range(rest, end):
                     v = pos * close[u]
                     x = cash + v
                     sums = _bar(sums, x, _share(cash, v, x), rf_bar, centre, with_blocks)
